@@ -1,0 +1,21 @@
+"""Evaluation: real-proxy return, oracle cache, transfer ratio, per-region maps."""
+
+from evaluators.config import EvalConfig, OracleConfig
+from evaluators.oracle import OracleCache, OracleRecord, oracle_key
+from evaluators.regions import RegionResult, evaluate_regions
+from evaluators.rollout import EpisodeStats, Policy, evaluate_policy
+from evaluators.transfer import transfer_ratio
+
+__all__ = [
+    "EpisodeStats",
+    "EvalConfig",
+    "OracleCache",
+    "OracleConfig",
+    "OracleRecord",
+    "Policy",
+    "RegionResult",
+    "evaluate_policy",
+    "evaluate_regions",
+    "oracle_key",
+    "transfer_ratio",
+]

@@ -1,0 +1,49 @@
+"""Config schemas of evaluation (`eval`) and the oracle (`oracle`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EvalConfig:
+    """Per-region evaluation on high-fidelity sim and the real-proxy cadence."""
+
+    region_dims: list[str] = field(default_factory=list)
+    """Parameters whose grid makes the regions; empty: the family's first two."""
+    region_bins: int = 2
+    """Cells per region dimension."""
+    episodes_per_region: int = 4
+    """Evaluation episodes per region and evaluation."""
+    fidelity: str = "fine"
+    """Fidelity of the per-region evaluation."""
+    real_every: int = 1
+    """Evaluate on the reality proxy every this many iterations (and always at the end)."""
+
+    def validate(self) -> None:
+        """Raise `ValueError("<field>: reason")` on values that cannot work."""
+        for name in ("region_bins", "episodes_per_region", "real_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be > 0 (got {getattr(self, name)})")
+
+
+@dataclass
+class OracleConfig:
+    """How the transfer ratio's denominator is obtained."""
+
+    env_steps: int = 200_000
+    """Env steps to train the oracle on the reality proxy (once per reality config)."""
+    cache_dir: str = "~/.cache/autocurriculum/oracles"
+    """Where trained oracles are kept and reused across runs."""
+    eval_episodes: int = 20
+    """Real-proxy episodes that measure the oracle's return (not charged to the run)."""
+    reference_return: float | None = None
+    """A known reference return (e.g. of a physical system's controller): skips the oracle."""
+
+    def validate(self) -> None:
+        """Raise `ValueError("<field>: reason")` on values that cannot work."""
+        for name in ("env_steps", "eval_episodes"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be > 0 (got {getattr(self, name)})")
+        if self.reference_return is not None and not self.reference_return > 0:
+            raise ValueError(f"reference_return: must be > 0 (got {self.reference_return})")

@@ -1,0 +1,187 @@
+"""Task families: procedural MuJoCo model builders, registered by the names configs use."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import gymnasium
+import mujoco
+
+from generators.space import ParamSpace
+from generators.task import CHANNEL_PARAMS, LATENCY, Task
+
+if TYPE_CHECKING:
+    from generators.distribution import TaskDistribution
+    from generators.env import TaskEnv
+
+FIDELITIES = ("surrogate", "coarse", "fine")
+"""Simulation fidelities, cheapest first. ``surrogate`` is the neural model in ``surrogates/``."""
+
+
+class Family(ABC):
+    """A parameterized family of MuJoCo environments sharing one observation/action interface.
+
+    Subclasses set the class attributes and implement :meth:`build_model`; envs, the task
+    half and validation come from here.
+
+    Attributes:
+        name: The name configs use (``task: inverted_pendulum``).
+        space: The family's default parameter space.
+        fidelities: Fidelities :meth:`build_model` can simulate, cheapest first.
+        task: Observation, reward, termination and initial state, shared with the family's
+            reality proxies.
+        max_return: Best achievable episode return, the reference for regret.
+        max_episode_steps: Steps after which an episode is truncated.
+    """
+
+    name: str
+    space: ParamSpace
+    fidelities: tuple[str, ...]
+    task: Task
+    max_return: float
+    max_episode_steps: int
+
+    @property
+    def model_params(self) -> tuple[str, ...]:
+        """Parameters that change the compiled model (the rest act on the env's channels)."""
+        return tuple(n for n in self.space.names if n not in CHANNEL_PARAMS)
+
+    @abstractmethod
+    def build_model(
+        self, theta: Mapping[str, float] | None = None, fidelity: str = "fine"
+    ) -> mujoco.MjModel:
+        """Compile the family's model at ``theta`` and ``fidelity``.
+
+        Args:
+            theta: Parameter values by name; missing names take their nominal value.
+                Channel parameters (latency, observation noise) are validated but do not
+                change the model; the env applies them.
+            fidelity: One of :attr:`fidelities`.
+
+        Raises:
+            ValueError: For an unknown parameter or fidelity, or an invalid value.
+        """
+
+    def check_space(self, space: ParamSpace) -> None:
+        """Raise ``ValueError`` unless every theta of ``space`` is valid for this family.
+
+        Names must be the family's; scale factors need ``low > 0``; latency must be an
+        integer parameter and channel parameters need ``low >= 0``.
+        """
+        for param in space:
+            if param.name not in self.space:
+                raise ValueError(
+                    f"{param.name}: not a parameter of family {self.name!r} "
+                    f"(known: {', '.join(self.space.names)})"
+                )
+            if param.name in CHANNEL_PARAMS:
+                if param.low < 0:
+                    raise ValueError(f"{param.name}.low: must be >= 0 (got {param.low})")
+                if param.name == LATENCY and not param.integer:
+                    raise ValueError(f"{param.name}: must be an integer parameter")
+            elif param.low <= 0:
+                raise ValueError(f"{param.name}.low: a scale factor must be > 0 (got {param.low})")
+
+    def check_fidelity(self, fidelity: str) -> None:
+        """Raise ``ValueError`` unless this family can simulate ``fidelity``."""
+        if fidelity not in self.fidelities:
+            hint = " (served by surrogates/)" if fidelity == "surrogate" else ""
+            raise ValueError(
+                f"family {self.name!r} cannot simulate fidelity {fidelity!r}{hint} "
+                f"(known: {', '.join(self.fidelities)})"
+            )
+
+    def make_env(
+        self,
+        theta: Mapping[str, float] | None = None,
+        fidelity: str | None = None,
+        *,
+        space: ParamSpace | None = None,
+        distribution: TaskDistribution | None = None,
+    ) -> TaskEnv:
+        """Return a :class:`~generators.env.TaskEnv` of this family.
+
+        Args:
+            theta: Fixed theta for every episode (missing names -> nominal); ``None`` and no
+                distribution means the nominal model.
+            fidelity: Fidelity when no distribution is given (default ``"fine"``); a
+                distribution carries its own fidelity.
+            space: Parameter space the distribution lives in (default: :attr:`space`).
+            distribution: Task distribution to draw each episode's theta from.
+        """
+        from generators.env import TaskEnv  # env imports this module
+
+        return TaskEnv(self, theta, fidelity, space=space, distribution=distribution)
+
+    def make_vector_env(
+        self,
+        n: int,
+        fidelity: str | None = None,
+        *,
+        space: ParamSpace | None = None,
+        distribution: TaskDistribution | None = None,
+    ) -> gymnasium.vector.SyncVectorEnv:
+        """Return ``n`` independent envs stepped together; each draws its own theta.
+
+        Change every sub-env's distribution with
+        ``venv.call("set_task_distribution", dist)``.
+        """
+        if n < 1:
+            raise ValueError(f"n must be >= 1 (got {n})")
+        return gymnasium.vector.SyncVectorEnv(
+            [
+                lambda: self.make_env(None, fidelity, space=space, distribution=distribution)
+                for _ in range(n)
+            ]
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+FAMILIES: dict[str, Family] = {}
+"""Registered families by name."""
+
+_F = TypeVar("_F")
+
+
+def register_family(name: str) -> Callable[[_F], _F]:
+    """Register a family under ``name``; decorates a ``Family`` subclass, factory or instance.
+
+    A class or factory is called once, with no arguments, at registration. The decorated
+    object is returned unchanged.
+
+    Raises:
+        ValueError: If ``name`` is taken or the family's own ``name`` differs.
+        TypeError: If the object does not produce a :class:`Family`.
+    """
+
+    def decorator(obj: _F) -> _F:
+        family: Any = obj if isinstance(obj, Family) else obj()  # type: ignore[operator]
+        if not isinstance(family, Family):
+            raise TypeError(f"register_family({name!r}) needs a Family, got {type(family)}")
+        if getattr(family, "name", name) != name:
+            raise ValueError(f"family registered as {name!r} is named {family.name!r}")
+        if name in FAMILIES:
+            raise ValueError(f"task family {name!r} is already registered")
+        family.name = name
+        FAMILIES[name] = family
+        return obj
+
+    return decorator
+
+
+def get_family(name: str) -> Family:
+    """Return the registered family ``name``.
+
+    Raises:
+        ValueError: If no family has that name.
+    """
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown task family {name!r} (known: {', '.join(sorted(FAMILIES))})"
+        ) from None

@@ -1,0 +1,256 @@
+"""The ``inverted_pendulum`` family: a cart-pole built procedurally with ``mujoco.MjSpec``.
+
+Its nominal model reproduces Gymnasium's ``InvertedPendulum-v5`` (geometry, masses, joints,
+actuator, integrator) and so does its task (observation, action, reward, termination,
+1000-step truncation). Physical parameters are scale factors relative to that reference.
+
+The spec modifiers in :data:`MODIFIERS` address elements by the names Gymnasium's XML uses
+(``cart``/``cpole`` geoms, ``slider``/``hinge`` joints, ``slide`` motor), so the same table
+edits both the procedural model and the reality proxy's copy of Gymnasium's XML.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from generators.families import Family, register_family
+from generators.modifiers import (
+    ScaleActuatorGear,
+    ScaleGeomLength,
+    ScaleGeomMass,
+    ScaleJointDamping,
+    SpecModifier,
+    apply_modifiers,
+)
+from generators.space import Param, ParamSpace
+from generators.task import LATENCY, OBS_NOISE, ChannelEffects, Task
+
+# Reference geometry of Gymnasium's inverted_pendulum.xml, SI units.
+DENSITY = 1000.0
+CART_RADIUS, CART_HALF_LENGTH = 0.1, 0.1
+POLE_RADIUS = 0.049
+POLE_TIP = (0.001, 0.0, 0.6)  # the pole capsule runs from the hinge (origin) to here
+RAIL_RADIUS, RAIL_HALF_LENGTH = 0.02, 1.0
+SLIDER_RANGE = (-1.0, 1.0)
+HINGE_RANGE = (-math.pi / 2, math.pi / 2)
+JOINT_DAMPING = 1.0
+GEAR = 100.0
+CTRL_RANGE = (-3.0, 3.0)
+GRAVITY = (0.0, 0.0, -9.81)
+CONTROL_DT = 0.04
+MAX_EPISODE_STEPS = 1000
+MAX_ANGLE = 0.2
+RESET_NOISE = 0.01
+_X_AXIS_QUAT = (math.sqrt(0.5), 0.0, math.sqrt(0.5), 0.0)  # turns a capsule's z axis onto x
+
+
+def capsule_mass(radius: float, half_length: float, density: float = DENSITY) -> float:
+    """Return the mass of a uniform capsule (cylinder plus two hemispherical caps)."""
+    return density * math.pi * radius**2 * (2.0 * half_length + 4.0 / 3.0 * radius)
+
+
+CART_MASS = capsule_mass(CART_RADIUS, CART_HALF_LENGTH)  # 10.47 kg
+POLE_MASS = capsule_mass(POLE_RADIUS, math.hypot(*POLE_TIP) / 2.0)  # 5.02 kg
+
+SPACE = ParamSpace(
+    [
+        Param("pole_mass", 0.5, 2.0, 1.0, scale="log"),
+        Param("pole_length", 0.6, 1.6, 1.0, scale="log"),
+        Param("cart_mass", 0.5, 2.0, 1.0, scale="log"),
+        Param("hinge_damping", 0.25, 4.0, 1.0, scale="log"),
+        Param("slider_damping", 0.25, 4.0, 1.0, scale="log"),
+        Param("actuator_gain", 0.5, 1.5, 1.0),
+        Param(LATENCY, 0.0, 3.0, 0.0, integer=True),
+        Param(OBS_NOISE, 0.0, 0.05, 0.0),
+    ]
+)
+"""Default parameter space; physical entries are scale factors (nominal 1.0)."""
+
+MODIFIERS: Mapping[str, SpecModifier] = {
+    "pole_mass": ScaleGeomMass("cpole"),
+    "pole_length": ScaleGeomLength("cpole"),
+    "cart_mass": ScaleGeomMass("cart"),
+    "hinge_damping": ScaleJointDamping("hinge"),
+    "slider_damping": ScaleJointDamping("slider"),
+    "actuator_gain": ScaleActuatorGear("slide"),
+}
+"""Model parameters of the family and the spec edits that apply them."""
+
+MASS_GEOMS = ("cart", "cpole")
+"""Geoms whose mass the modifiers scale; a spec must give them explicit masses."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Fidelities
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """Integrator settings of one fidelity; all share the control step :data:`CONTROL_DT`."""
+
+    integrator: mujoco.mjtIntegrator
+    timestep: float
+    iterations: int
+    ls_iterations: int
+
+    def apply(self, spec: mujoco.MjSpec) -> None:
+        """Write the settings into ``spec.option``."""
+        spec.option.integrator = self.integrator
+        spec.option.timestep = self.timestep
+        spec.option.iterations = self.iterations
+        spec.option.ls_iterations = self.ls_iterations
+
+
+FIDELITY_SETTINGS: Mapping[str, Fidelity] = {
+    # Reference: RK4 at 0.02 s, two substeps per control step, MuJoCo's default solver budget.
+    "fine": Fidelity(mujoco.mjtIntegrator.mjINT_RK4, 0.02, 100, 50),
+    # One semi-implicit Euler step per control step and a small solver budget.
+    "coarse": Fidelity(mujoco.mjtIntegrator.mjINT_EULER, CONTROL_DT, 10, 5),
+}
+
+
+def build_spec() -> mujoco.MjSpec:
+    """Build the nominal cart-pole spec (fine fidelity, reference parameters)."""
+    spec = mujoco.MjSpec()
+    spec.modelname = "inverted_pendulum"
+    spec.compiler.degree = False
+    spec.compiler.inertiafromgeom = mujoco.mjtInertiaFromGeom.mjINERTIAFROMGEOM_TRUE
+    spec.option.gravity = GRAVITY
+    FIDELITY_SETTINGS["fine"].apply(spec)
+
+    capsule = mujoco.mjtGeom.mjGEOM_CAPSULE
+    limited = mujoco.mjtLimited.mjLIMITED_TRUE
+    no_contact = {"contype": 0, "conaffinity": 0}
+    world = spec.worldbody
+    world.add_geom(
+        name="rail",
+        type=capsule,
+        quat=_X_AXIS_QUAT,
+        size=[RAIL_RADIUS, RAIL_HALF_LENGTH, 0.0],
+        rgba=[0.3, 0.3, 0.7, 1.0],
+        **no_contact,
+    )
+    cart = world.add_body(name="cart")
+    cart.add_joint(
+        name="slider",
+        type=mujoco.mjtJoint.mjJNT_SLIDE,
+        axis=[1.0, 0.0, 0.0],
+        limited=limited,
+        range=SLIDER_RANGE,
+        damping=JOINT_DAMPING,
+    )
+    cart.add_geom(
+        name="cart",
+        type=capsule,
+        quat=_X_AXIS_QUAT,
+        size=[CART_RADIUS, CART_HALF_LENGTH, 0.0],
+        mass=CART_MASS,
+        rgba=[0.7, 0.7, 0.0, 1.0],
+        **no_contact,
+    )
+    pole = cart.add_body(name="pole")
+    pole.add_joint(
+        name="hinge",
+        type=mujoco.mjtJoint.mjJNT_HINGE,
+        axis=[0.0, 1.0, 0.0],
+        limited=limited,
+        range=HINGE_RANGE,
+        damping=JOINT_DAMPING,
+    )
+    pole.add_geom(
+        name="cpole",
+        type=capsule,
+        fromto=[0.0, 0.0, 0.0, *POLE_TIP],
+        size=[POLE_RADIUS, 0.0, 0.0],
+        mass=POLE_MASS,
+        rgba=[0.0, 0.7, 0.7, 1.0],
+        **no_contact,
+    )
+    spec.add_actuator(
+        name="slide",
+        target="slider",
+        trntype=mujoco.mjtTrn.mjTRN_JOINT,
+        gear=[GEAR, 0.0, 0.0, 0.0, 0.0, 0.0],
+        ctrllimited=limited,
+        ctrlrange=CTRL_RANGE,
+    )
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# Task
+
+
+class InvertedPendulumTask(Task):
+    """Gymnasium ``InvertedPendulum-v5``'s interface, reward and termination.
+
+    Observation ``concat(qpos, qvel)`` = (cart position, pole angle, cart velocity, pole
+    angular velocity); action: motor command in ``[-3, 3]``; reward 1 per step while
+    ``|angle| <= 0.2`` and the state is finite, 0 on the step that ends the episode.
+    """
+
+    observation_space = spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float64)
+    action_space = spaces.Box(*CTRL_RANGE, shape=(1,), dtype=np.float32)
+    control_dt = CONTROL_DT
+    max_episode_steps = MAX_EPISODE_STEPS
+    max_return = float(MAX_EPISODE_STEPS)
+    max_abs_velocity = 100.0  # m/s or rad/s; a sound cart-pole stays far below
+
+    def initialize_episode(
+        self, model: mujoco.MjModel, data: mujoco.MjData, rng: np.random.Generator
+    ) -> None:
+        """Set the reference pose and zero velocity, each perturbed by U(-0.01, 0.01)."""
+        data.qpos[:] = model.qpos0 + rng.uniform(-RESET_NOISE, RESET_NOISE, size=model.nq)
+        data.qvel[:] = rng.uniform(-RESET_NOISE, RESET_NOISE, size=model.nv)
+        mujoco.mj_forward(model, data)
+
+    def observation(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
+        """Return ``concat(qpos, qvel)``, shape ``(4,)``."""
+        return np.concatenate([data.qpos, data.qvel])
+
+    def terminated(self, model: mujoco.MjModel, data: mujoco.MjData) -> bool:
+        """Return whether the pole fell past 0.2 rad or the state is not finite."""
+        if not math.isfinite(data.qpos.sum() + data.qvel.sum()):
+            return True
+        return bool(abs(data.qpos[1]) > MAX_ANGLE)
+
+    def reward(self, model: mujoco.MjModel, data: mujoco.MjData, terminated: bool) -> float:
+        """Return 1 per step survived, 0 on the terminating step."""
+        return 0.0 if terminated else 1.0
+
+
+TASK = InvertedPendulumTask()
+
+
+@register_family("inverted_pendulum")
+class InvertedPendulumFamily(Family):
+    """Cart-pole balancing with scaled masses, pole length, damping, gain, latency and noise.
+
+    Fidelities: ``fine`` is Gymnasium's reference integration (RK4, 0.02 s, 2 substeps);
+    ``coarse`` is one Euler step of 0.04 s with a reduced solver budget.
+    """
+
+    name = "inverted_pendulum"
+    space = SPACE
+    fidelities = ("coarse", "fine")
+    task = TASK
+    max_return = TASK.max_return
+    max_episode_steps = MAX_EPISODE_STEPS
+
+    def build_model(
+        self, theta: Mapping[str, float] | None = None, fidelity: str = "fine"
+    ) -> mujoco.MjModel:
+        """Compile the cart-pole at ``theta`` (missing names -> nominal) and ``fidelity``."""
+        self.check_fidelity(fidelity)
+        theta = self.space.complete(theta)
+        ChannelEffects.from_theta(theta)  # validate the channel entries too
+        spec = build_spec()
+        FIDELITY_SETTINGS[fidelity].apply(spec)
+        apply_modifiers(spec, MODIFIERS, theta)
+        return spec.compile()

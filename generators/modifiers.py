@@ -1,0 +1,111 @@
+"""Typed ``MjSpec`` edits that apply scale-factor parameters to a model.
+
+Each modifier multiplies one quantity of a spec, found by element name, by a scale factor.
+Because they are relative, one table serves any spec that names its elements the same way:
+a family's procedural model and its reality proxy's independently authored XML. Modifiers
+are small frozen dataclasses, so tables of them pickle (e.g. to Ray workers).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import mujoco
+import numpy as np
+
+SpecModifier = Callable[[mujoco.MjSpec, float], None]
+"""Edits a nominal spec in place to apply a scale factor (> 0, finite)."""
+
+
+def _element(spec: mujoco.MjSpec, kind: str, name: str) -> Any:
+    element = getattr(spec, kind)(name)
+    if element is None:
+        raise ValueError(f"model has no {kind} named {name!r}")
+    return element
+
+
+@dataclass(frozen=True)
+class ScaleGeomMass:
+    """Scale a geom's explicit mass (see :func:`pin_geom_masses` for density-defined ones)."""
+
+    geom: str
+
+    def __call__(self, spec: mujoco.MjSpec, scale: float) -> None:
+        element = _element(spec, "geom", self.geom)
+        if not element.mass >= 0:  # NaN means "from density", which geometry edits would change
+            raise ValueError(f"geom {self.geom!r} needs an explicit mass to scale it")
+        element.mass = element.mass * scale
+
+
+@dataclass(frozen=True)
+class ScaleGeomLength:
+    """Stretch a ``fromto`` geom about its ``from`` end; an explicit mass stays unchanged."""
+
+    geom: str
+
+    def __call__(self, spec: mujoco.MjSpec, scale: float) -> None:
+        element = _element(spec, "geom", self.geom)
+        fromto = np.asarray(element.fromto, dtype=float)
+        if not np.isfinite(fromto).all():
+            raise ValueError(f"geom {self.geom!r} must be defined by fromto to scale its length")
+        start, end = fromto[:3], fromto[3:]
+        element.fromto = np.concatenate([start, start + scale * (end - start)])
+
+
+@dataclass(frozen=True)
+class ScaleJointDamping:
+    """Scale a joint's damping coefficients."""
+
+    joint: str
+
+    def __call__(self, spec: mujoco.MjSpec, scale: float) -> None:
+        element = _element(spec, "joint", self.joint)
+        element.damping = np.asarray(element.damping) * scale
+
+
+@dataclass(frozen=True)
+class ScaleActuatorGear:
+    """Scale an actuator's gear (force per unit of control)."""
+
+    actuator: str
+
+    def __call__(self, spec: mujoco.MjSpec, scale: float) -> None:
+        element = _element(spec, "actuator", self.actuator)
+        element.gear = np.asarray(element.gear) * scale
+
+
+def apply_modifiers(
+    spec: mujoco.MjSpec, modifiers: Mapping[str, SpecModifier], values: Mapping[str, float]
+) -> None:
+    """Apply every entry of ``values`` that has a modifier; other entries are skipped.
+
+    Raises:
+        ValueError: If a scale factor is not a finite number > 0.
+    """
+    for name, value in values.items():
+        modify = modifiers.get(name)
+        if modify is None:
+            continue
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name}: scale factor must be finite and > 0 (got {value})")
+        modify(spec, float(value))
+
+
+def pin_geom_masses(spec: mujoco.MjSpec, geoms: Iterable[str]) -> None:
+    """Make the named geoms' masses explicit, equal to what the compiler derives.
+
+    Each geom must be the only geom of its body (the body's compiled mass is then the
+    geom's). Afterwards, scaling the geom's size no longer changes its mass.
+    """
+    pending = [name for name in geoms if not _element(spec, "geom", name).mass >= 0]
+    if not pending:
+        return
+    model = spec.compile()
+    for name in pending:
+        body_id = int(model.geom(name).bodyid[0])
+        if int(np.count_nonzero(model.geom_bodyid == body_id)) != 1:
+            raise ValueError(f"geom {name!r} shares its body with other geoms")
+        _element(spec, "geom", name).mass = float(model.body_mass[body_id])

@@ -1,0 +1,217 @@
+"""The RLlib learner: the only place the project touches RLlib."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.callbacks.callbacks import RLlibCallback
+from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+from ray.rllib.utils.annotations import override
+from ray.tune.registry import register_env
+from torch import nn
+
+from generators import TaskDistribution, get_family, get_reality
+from generators.space import ParamSpace
+from learners.config import LearnerConfig
+from learners.policy import MLPPolicy
+
+ENV_ID = "autocurriculum-env"
+"""The id under which `make_env` is registered with Ray (every EnvRunner resolves it)."""
+
+
+def make_env(env_config: Mapping[str, Any]) -> gym.Env:
+    """Build one env from a plain-data env spec (what RLlib passes to every EnvRunner).
+
+    `{"kind": "family", "family", "fidelity", "space", "distribution"}` builds a generated
+    task env that draws theta at each reset; `{"kind": "reality", "reality", "params",
+    "deadzone"}` builds the reality proxy (used to train the oracle).
+    """
+    kind = env_config["kind"]
+    if kind == "family":
+        family = get_family(env_config["family"])
+        return family.make_env(
+            fidelity=env_config["fidelity"],
+            space=ParamSpace.from_dict(env_config["space"]),
+            distribution=TaskDistribution.from_dict(env_config["distribution"]),
+        )
+    if kind == "reality":
+        proxy = get_reality(env_config["reality"])
+        return proxy.make_env(dict(env_config["params"]), deadzone=env_config["deadzone"])
+    raise ValueError(f"unknown env kind {kind!r}")
+
+
+class StabilityCallback(RLlibCallback):
+    """Counts episodes that ended because the simulation went unstable (`info["unstable"]`)."""
+
+    @override(RLlibCallback)
+    def on_episode_end(self, *, episode, metrics_logger=None, **kwargs) -> None:  # type: ignore[override]
+        info = episode.get_infos(-1)
+        if metrics_logger is not None:
+            metrics_logger.log_value(
+                "unstable_episodes", int(bool(info.get("unstable"))), reduce="sum"
+            )
+
+
+@dataclass
+class TrainStats:
+    """What one `train` call did."""
+
+    env_steps: int
+    """Env steps sampled in this call."""
+    episodes: int
+    """Episodes completed in this call."""
+    episode_return_mean: float
+    """Mean return of the most recent training episodes (RLlib's window)."""
+    unstable_episodes: int
+    """Episodes ended by the stability guard in this call."""
+    train_s: float
+    """Wall time of this call."""
+
+
+class RLlibLearner:
+    """PPO on RLlib's new API stack, trained on a task distribution pushed to every EnvRunner.
+
+    Args:
+        cfg: learner hyperparameters.
+        env_spec: plain-data env spec for `make_env` (family or reality proxy).
+        seed: seeds RLlib (module init, env seeds per EnvRunner).
+    """
+
+    def __init__(self, cfg: LearnerConfig, env_spec: Mapping[str, Any], seed: int) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.env_spec = dict(env_spec)
+        register_env(ENV_ID, make_env)
+        config = (
+            PPOConfig()
+            .environment(
+                env=ENV_ID,
+                env_config=self.env_spec,
+                normalize_actions=cfg.normalize_actions,
+                clip_actions=not cfg.normalize_actions,
+            )
+            .env_runners(
+                num_env_runners=cfg.num_env_runners,
+                num_envs_per_env_runner=cfg.num_envs_per_env_runner,
+                rollout_fragment_length="auto",
+            )
+            .training(
+                train_batch_size_per_learner=cfg.train_batch_size,
+                minibatch_size=cfg.minibatch_size,
+                num_epochs=cfg.num_epochs,
+                lr=cfg.lr,
+                gamma=cfg.gamma,
+                lambda_=cfg.gae_lambda,
+                clip_param=cfg.clip_param,
+                entropy_coeff=cfg.entropy_coeff,
+                vf_clip_param=float("inf"),
+            )
+            .rl_module(
+                model_config=DefaultModelConfig(
+                    fcnet_hiddens=list(cfg.hidden),
+                    fcnet_activation=cfg.activation,
+                    vf_share_layers=False,
+                )
+            )
+            .callbacks(StabilityCallback)
+            .debugging(seed=seed)
+            .reporting(metrics_num_episodes_for_smoothing=20)
+        )
+        self.algo = config.build_algo()
+        self.env_steps = 0
+        self.episodes = 0
+        self.unstable_episodes = 0
+
+    def set_task_distribution(self, dist: TaskDistribution) -> int:
+        """Push `dist` to every sub-env of every EnvRunner; returns how many envs took it."""
+        payload = dist.to_dict()
+
+        def push(env_runner: Any) -> int:
+            if env_runner.env is None:  # the local runner has no env when remote ones sample
+                return 0
+            envs = env_runner.env.unwrapped.envs
+            for env in envs:
+                env.unwrapped.set_task_distribution(payload)
+            return len(envs)
+
+        counts = self.algo.env_runner_group.foreach_env_runner(push, local_env_runner=True)
+        total = int(sum(counts))
+        expected = max(1, self.cfg.num_env_runners) * self.cfg.num_envs_per_env_runner
+        if total != expected:
+            raise RuntimeError(f"task distribution reached {total} of {expected} envs")
+        return total
+
+    def train(self, env_steps: int, progress: Callable[[int], None] | None = None) -> TrainStats:
+        """Run PPO iterations until at least `env_steps` more env steps have been sampled.
+
+        `progress`, if given, is called with the env steps done so far after each PPO update.
+        """
+        t0 = time.perf_counter()
+        start, episodes, unstable = self.env_steps, 0, 0
+        ret = float("nan")
+        while self.env_steps - start < env_steps:
+            result = self.algo.train()["env_runners"]
+            self.env_steps += int(result["num_env_steps_sampled"])
+            episodes += int(result.get("num_episodes", 0))
+            unstable += int(result.get("unstable_episodes", 0))
+            ret = float(result.get("episode_return_mean", ret))
+            if progress is not None:
+                progress(self.env_steps - start)
+        self.episodes += episodes
+        self.unstable_episodes += unstable
+        return TrainStats(
+            env_steps=self.env_steps - start,
+            episodes=episodes,
+            episode_return_mean=ret,
+            unstable_episodes=unstable,
+            train_s=time.perf_counter() - t0,
+        )
+
+    def policy(self) -> MLPPolicy:
+        """The current deterministic policy (action mean) as a local torch module."""
+        module = self.algo.get_module()
+        actor = getattr(module.encoder, "actor_encoder", None) or module.encoder.encoder
+        linears = [m for m in actor.modules() if isinstance(m, nn.Linear)]
+        linears += [m for m in module.pi.modules() if isinstance(m, nn.Linear)]
+        layers = [(m.weight.detach().cpu().clone(), m.bias.detach().cpu().clone()) for m in linears]
+        space = module.action_space
+        return MLPPolicy(
+            layers,
+            self.cfg.activation,
+            np.asarray(space.low),
+            np.asarray(space.high),
+            self.cfg.normalize_actions,
+        )
+
+    def save(self, path: str | Path) -> None:
+        """Write the RLlib checkpoint and the learner's counters under `path`."""
+        path = Path(path).resolve()  # RLlib reads a relative path as a URI without scheme
+        self.algo.save_to_path(str(path / "rllib"))
+        counters = {
+            "env_steps": self.env_steps,
+            "episodes": self.episodes,
+            "unstable_episodes": self.unstable_episodes,
+            "cfg": asdict(self.cfg),
+        }
+        (path / "learner.json").write_text(json.dumps(counters))
+
+    def restore(self, path: str | Path) -> None:
+        """Load what `save` wrote (weights, optimizer, connector state, counters)."""
+        path = Path(path).resolve()
+        self.algo.restore_from_path(str(path / "rllib"))
+        counters = json.loads((path / "learner.json").read_text())
+        self.env_steps = int(counters["env_steps"])
+        self.episodes = int(counters["episodes"])
+        self.unstable_episodes = int(counters["unstable_episodes"])
+
+    def stop(self) -> None:
+        """Release the Algorithm's actors."""
+        self.algo.stop()

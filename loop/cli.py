@@ -1,0 +1,169 @@
+"""`autocurriculum`: run, resume and evaluate closed-loop curriculum runs.
+
+Config errors are found before Ray or torch is imported and reported as one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from loop.config import Config, ConfigError, load_config
+
+EXIT_CONFIG = 2
+
+_EPILOG = """\
+commands:
+  run CONFIG [key=value ...]    start a run from a YAML config plus OmegaConf dotlist overrides
+                                (e.g. controller.method=nominal budget.iterations=3 seed=1)
+  resume RUN_DIR [key=value ...]  continue a killed or finished run from its last complete
+                                iteration (overrides may extend budgets, e.g. budget.iterations=10)
+  eval RUN_DIR [key=value ...]  evaluate the run's latest policy on the reality proxy
+                                (e.g. reality.episodes=50 reality.params.pole_mass=2.0)
+
+A run directory holds config.yaml, journal.jsonl, checkpoints/, summary.json and the W&B
+files (offline unless wandb.mode=online). Exit codes: 0 ok, 1 run failed, 2 bad config.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autocurriculum",
+        description="Self-improving closed-loop curriculum: RLlib learner, MuJoCo generators, "
+        "curriculum controllers, transfer to a held-out reality proxy.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser(
+        "run",
+        help="start a run: train, evaluate, checkpoint, log",
+        description="Start a run from CONFIG (YAML) with key=value overrides; it trains, "
+        "evaluates on the reality proxy, writes the run directory and prints the transfer ratio.",
+    )
+    run.add_argument("config", help="YAML config, e.g. configs/default.yaml")
+    run.add_argument("overrides", nargs="*", help="OmegaConf dotlist overrides key=value")
+    resume = sub.add_parser(
+        "resume",
+        help="continue a run from its last complete iteration",
+        description="Continue RUN_DIR from its last complete checkpoint; the journal continues "
+        "with no missing or duplicate iteration. Overrides may extend its budgets.",
+    )
+    resume.add_argument("run_dir", help="a run directory written by `run`")
+    resume.add_argument("overrides", nargs="*", help="OmegaConf dotlist overrides key=value")
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a run's latest policy on the reality proxy",
+        description="Evaluate the latest checkpointed policy of RUN_DIR on the reality proxy "
+        "(no Ray needed unless the oracle for a changed reality config must be trained); "
+        "prints real return and transfer ratio and writes RUN_DIR/eval.json.",
+    )
+    ev.add_argument("run_dir", help="a run directory written by `run`")
+    ev.add_argument("overrides", nargs="*", help="OmegaConf dotlist overrides key=value")
+    return parser
+
+
+def _load(config: Path, overrides: Sequence[str], run_dir: Path | None = None):
+    if run_dir is not None:
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError("run_dir", f"{run_dir} holds no config.yaml")
+        overrides = [*overrides, f"run.dir={run_dir}"]
+    return load_config(config, overrides)
+
+
+def _run(cfg: Config, resolved, resume: bool) -> int:
+    from rich.console import Console
+
+    from loop.runner import Loop
+
+    console = Console()
+    summary = Loop(cfg, resolved, console).run(resume=resume)
+    _report(console, summary, cfg)
+    return 0
+
+
+def _report(console, summary: dict, cfg: Config) -> None:
+    ratio = summary.get("transfer_ratio")
+    steps = ", ".join(f"{k} {v:,}" for k, v in summary["env_steps"].items() if v)
+    console.print(
+        f"[bold]{summary['status']}[/]: {summary['iterations']} iterations, {steps} env steps, "
+        f"{summary['real_episodes']} real episodes, {summary['wall_s']:.0f} s"
+    )
+    if ratio is not None:
+        console.print(
+            f"[bold]transfer ratio: {ratio:.3f}[/] (real return {summary['real_return']:.1f} / "
+            f"oracle {summary['oracle_return']:.1f})"
+        )
+    console.print(f"run directory: {cfg.run_dir()}")
+
+
+def _eval(cfg: Config) -> int:
+    from rich.console import Console
+
+    from evaluators import OracleCache, oracle_key
+    from learners import MLPPolicy
+    from loop.checkpoint import Checkpoints
+    from loop.journal import jsonable
+    from loop.runner import evaluate_real, get_oracle, oracle_spec, start_ray
+
+    console = Console()
+    run_dir = cfg.run_dir()
+    latest = Checkpoints(run_dir / "checkpoints").latest()
+    if latest is None:
+        console.print(f"{run_dir} has no checkpoint yet")
+        return 1
+    policy = MLPPolicy.load(latest / "policy.pt")
+    stats = evaluate_real(policy, cfg, cfg.reality.episodes)
+    if cfg.oracle.reference_return is not None:
+        oracle_return = float(cfg.oracle.reference_return)
+    else:
+        record = OracleCache(cfg.oracle.cache_dir).get(oracle_key(oracle_spec(cfg)))
+        if record is None:
+            start_ray(cfg)
+            record = get_oracle(cfg, console)
+        oracle_return = record.real_return
+    result = {
+        "checkpoint": latest.name,
+        "reality": cfg.reality.env,
+        "reality_params": dict(cfg.reality.params),
+        "real_return": stats.mean,
+        "real_return_stderr": stats.stderr,
+        "real_episodes": stats.episodes,
+        "unstable": stats.unstable,
+        "oracle_return": oracle_return,
+        "transfer_ratio": stats.mean / oracle_return,
+    }
+    (run_dir / "eval.json").write_text(json.dumps(jsonable(result), indent=2))
+    console.print(
+        f"[bold]transfer ratio: {result['transfer_ratio']:.3f}[/] (real return "
+        f"{stats.mean:.1f} ± {stats.stderr:.1f} over {stats.episodes} episodes / oracle "
+        f"{oracle_return:.1f}); written to {run_dir / 'eval.json'}"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `autocurriculum` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            cfg, resolved = _load(Path(args.config), args.overrides)
+            return _run(cfg, resolved, resume=False)
+        run_dir = Path(args.run_dir)
+        cfg, resolved = _load(run_dir / "config.yaml", args.overrides, run_dir)
+        if args.command == "resume":
+            return _run(cfg, resolved, resume=True)
+        return _eval(cfg)
+    except ConfigError as exc:
+        print(f"autocurriculum: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        print("autocurriculum: interrupted; `autocurriculum resume` continues", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

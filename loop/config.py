@@ -1,0 +1,233 @@
+"""The run config: package schemas composed, merged from YAML and dotlist, validated early.
+
+Everything here runs before Ray starts, so a bad config costs seconds and names its key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from evaluators.config import EvalConfig, OracleConfig
+from generators.config import ParamOverride, RealityConfig
+from learners.config import LearnerConfig
+
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; `key` is its dotted path."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+@dataclass
+class ControllerConfig:
+    """Which curriculum controller proposes the task distribution."""
+
+    method: str = "udr"
+    """Controller name: `nominal`, `udr` (see `loop.CONTROLLERS`)."""
+    fidelity: str = "fine"
+    """Fidelity the baselines train at."""
+
+
+@dataclass
+class BudgetConfig:
+    """When the run stops: whichever budget is spent first."""
+
+    iterations: int = 6
+    """Loop iterations; reaching it ends the run `completed`."""
+    fine_env_steps: int = 2_000_000
+    """Fine-fidelity training env steps; spending it ends the run `budget_exhausted`."""
+    wall_s: float = 3600.0
+    """Wall-clock seconds over all sessions of the run; spending it ends it `budget_exhausted`."""
+
+
+@dataclass
+class RunConfig:
+    """Where the run lives."""
+
+    dir: str | None = None
+    """Run directory; unset: `runs/<name>`."""
+    keep_checkpoints: int = 2
+    """Complete checkpoints kept on disk (the newest ones)."""
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases logging (offline by default: no account, no network)."""
+
+    mode: str = "offline"
+    project: str = "autocurriculum"
+    entity: str | None = None
+
+
+@dataclass
+class RayConfig:
+    """How Ray is started or joined."""
+
+    address: str | None = None
+    """Address of a running cluster; unset: a local Ray with `num_cpus`."""
+    num_cpus: int = 2
+    include_dashboard: bool = False
+
+
+@dataclass
+class Config:
+    """A whole experiment: one file in `configs/` plus dotlist overrides."""
+
+    name: str = "default"
+    """Run name (W&B run name, default run directory)."""
+    seed: int = 0
+    """Seeds numpy, torch, RLlib, MuJoCo noise and the controller."""
+    task: str = "inverted_pendulum"
+    """Task family name (see `generators.FAMILIES`)."""
+    space: dict[str, ParamOverride] = field(default_factory=dict)
+    """Overrides of the family's parameter ranges, by parameter name."""
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    reality: RealityConfig = field(default_factory=RealityConfig)
+    oracle: OracleConfig = field(default_factory=OracleConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def run_dir(self) -> Path:
+        return Path(self.run.dir if self.run.dir else Path("runs") / self.name)
+
+
+def _omegaconf_error(exc: OmegaConfBaseException) -> ConfigError:
+    key = getattr(exc, "full_key", None) or "config"
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ConfigError(str(key), reason)
+
+
+def compose(path: str | Path | None, overrides: Sequence[str] = ()) -> DictConfig:
+    """Merge the schema, the YAML file at `path` and `key=value` overrides (in that order)."""
+    merged = OmegaConf.structured(Config)
+    try:
+        if path is not None:
+            path = Path(path)
+            if not path.is_file():
+                raise ConfigError("config", f"no such file: {path}")
+            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(item, "override must be key=value")
+        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as exc:
+        raise _omegaconf_error(exc) from None
+    except ConfigError:
+        raise
+    except Exception as exc:  # YAML syntax errors and the like
+        raise ConfigError("config", f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    return merged
+
+
+def validate(cfg: Config) -> None:
+    """Check the names and ranges the schema's types cannot; raise `ConfigError` on the first."""
+    from generators import get_family, get_reality
+    from loop.controllers import CONTROLLERS
+
+    def check(key: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except ValueError as exc:
+            raise _field_error(key, exc) from None
+
+    try:
+        family = get_family(cfg.task)
+    except ValueError as exc:
+        raise ConfigError("task", str(exc)) from None
+    for name in cfg.space:
+        if name not in family.space:
+            known = ", ".join(family.space.names)
+            raise ConfigError(f"space.{name}", f"unknown parameter (known: {known})")
+    overrides = {
+        n: {k: v for k, v in vars(o).items() if v is not None} for n, o in cfg.space.items()
+    }
+    space = check("space", lambda: family.space.with_overrides(overrides))
+    if cfg.controller.method not in CONTROLLERS:
+        known = ", ".join(sorted(CONTROLLERS))
+        raise ConfigError(
+            "controller.method", f"unknown controller {cfg.controller.method!r} (known: {known})"
+        )
+    for key, fid in (
+        ("controller.fidelity", cfg.controller.fidelity),
+        ("eval.fidelity", cfg.eval.fidelity),
+    ):
+        if fid not in family.fidelities:
+            raise ConfigError(
+                key,
+                f"unknown fidelity {fid!r} for {cfg.task} (known: {', '.join(family.fidelities)})",
+            )
+    for key in ("iterations", "fine_env_steps", "wall_s"):
+        if not getattr(cfg.budget, key) > 0:
+            raise ConfigError(f"budget.{key}", f"must be > 0 (got {getattr(cfg.budget, key)})")
+    check("learner", cfg.learner.validate)
+    check("eval", cfg.eval.validate)
+    check("oracle", cfg.oracle.validate)
+    for i, dim in enumerate(cfg.eval.region_dims):
+        if dim not in space:
+            raise ConfigError(
+                f"eval.region_dims.{i}",
+                f"unknown parameter {dim!r} (known: {', '.join(space.names)})",
+            )
+    try:
+        proxy = get_reality(cfg.reality.env)
+    except ValueError as exc:
+        raise ConfigError("reality.env", str(exc)) from None
+    if proxy.family != cfg.task:
+        raise ConfigError(
+            "reality.env", f"{proxy.name} stands in for {proxy.family}, not {cfg.task}"
+        )
+    for name in cfg.reality.params:
+        if name not in space:
+            raise ConfigError(
+                f"reality.params.{name}", f"unknown parameter (known: {', '.join(space.names)})"
+            )
+    if cfg.reality.episodes <= 0:
+        raise ConfigError("reality.episodes", f"must be > 0 (got {cfg.reality.episodes})")
+    if not 0 <= cfg.reality.deadzone < 1:
+        raise ConfigError("reality.deadzone", f"must be in [0, 1) (got {cfg.reality.deadzone})")
+    if cfg.wandb.mode not in WANDB_MODES:
+        raise ConfigError(
+            "wandb.mode", f"must be one of {', '.join(WANDB_MODES)} (got {cfg.wandb.mode!r})"
+        )
+    if cfg.run.keep_checkpoints < 1:
+        raise ConfigError("run.keep_checkpoints", "must be >= 1")
+    if cfg.ray.num_cpus < 1:
+        raise ConfigError("ray.num_cpus", "must be >= 1")
+
+
+def _field_error(key: str, exc: ValueError) -> ConfigError:
+    """Schema validators say `"<field>: reason"`; fold the field into the dotted key."""
+    reason = str(exc.args[0]) if exc.args else str(exc)
+    sub, sep, rest = reason.partition(": ")
+    if sep and " " not in sub:
+        return ConfigError(f"{key}.{sub}", rest)
+    return ConfigError(key, reason)
+
+
+def load_config(
+    path: str | Path | None, overrides: Sequence[str] = ()
+) -> tuple[Config, DictConfig]:
+    """The validated config object and its resolved OmegaConf form (for `config.yaml`)."""
+    merged = compose(path, overrides)
+    try:
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise _omegaconf_error(exc) from None
+    assert isinstance(cfg, Config)
+    validate(cfg)
+    return cfg, merged

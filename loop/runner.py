@@ -1,0 +1,520 @@
+"""The closed loop: propose, generate, train, evaluate, update, record; resumable."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from evaluators import (
+    EpisodeStats,
+    OracleCache,
+    OracleRecord,
+    RegionResult,
+    evaluate_policy,
+    evaluate_regions,
+    transfer_ratio,
+)
+from generators import FIDELITIES, ParamSpace, TaskDistribution, get_family, get_reality
+from loop.checkpoint import Checkpoints, load_state, save_state
+from loop.config import Config, ConfigError
+from loop.controllers import ProposalResult, make_controller, to_task_distribution
+from loop.journal import Journal, jsonable
+from loop.tracking import Tracker
+
+# Evaluation seeds are common random numbers: every evaluation of a run (and the oracle's)
+# sees the same episodes, so differences between iterations and methods are paired.
+REAL_EVAL_SEED = 1_000_000
+REGION_EVAL_SEED = 2_000_000
+ORACLE_TRAIN_SEED = 0  # oracles are shared by every run with the same reality config
+
+COMPLETED, BUDGET_EXHAUSTED, FAILED = "completed", "budget_exhausted", "failed"
+
+
+@dataclass
+class LoopState:
+    """The loop's own counters, checkpointed with the learner and controller."""
+
+    iteration: int = 0
+    """Completed iterations."""
+    env_steps: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FIDELITIES, 0))
+    """Training env steps by fidelity."""
+    eval_env_steps: int = 0
+    real_episodes: int = 0
+    wall_s: float = 0.0
+    controller_s: float = 0.0
+    rejected_batches: int = 0
+    unstable_episodes: int = 0
+    real: dict[str, float] | None = None
+    """Latest real-proxy evaluation: iteration, real_return, stderr, transfer_ratio."""
+
+
+def space_of(cfg: Config) -> ParamSpace:
+    """The family's parameter space with the config's overrides applied."""
+    overrides = {
+        n: {k: v for k, v in vars(o).items() if v is not None} for n, o in cfg.space.items()
+    }
+    return get_family(cfg.task).space.with_overrides(overrides)
+
+
+def family_env_spec(cfg: Config, space: ParamSpace, dist: TaskDistribution) -> dict[str, Any]:
+    """Env spec (plain data) for generated envs of the run's family."""
+    return {
+        "kind": "family",
+        "family": cfg.task,
+        "fidelity": dist.fidelity,
+        "space": space.to_dict(),
+        "distribution": dist.to_dict(),
+    }
+
+
+def reality_env_spec(cfg: Config) -> dict[str, Any]:
+    """Env spec (plain data) for the reality proxy."""
+    return {
+        "kind": "reality",
+        "reality": cfg.reality.env,
+        "params": dict(cfg.reality.params),
+        "deadzone": float(cfg.reality.deadzone),
+    }
+
+
+def evaluate_real(policy: Any, cfg: Config, episodes: int) -> EpisodeStats:
+    """Return of `policy` on the reality proxy over `episodes` episodes (fixed seeds)."""
+    proxy = get_reality(cfg.reality.env)
+    envs = [
+        proxy.make_env(dict(cfg.reality.params), deadzone=cfg.reality.deadzone)
+        for _ in range(min(episodes, 8))
+    ]
+    try:
+        return evaluate_policy(policy, envs, episodes, REAL_EVAL_SEED)
+    finally:
+        for env in envs:
+            env.close()
+
+
+def oracle_spec(cfg: Config) -> dict[str, Any]:
+    """What identifies an oracle: the reality config and how the oracle is trained."""
+    learner = asdict(cfg.learner)
+    learner.pop("env_steps_per_iteration")
+    return {
+        "reality": {k: v for k, v in reality_env_spec(cfg).items() if k != "kind"},
+        "learner": learner,
+        "env_steps": cfg.oracle.env_steps,
+        "eval_episodes": cfg.oracle.eval_episodes,
+        "seed": ORACLE_TRAIN_SEED,
+    }
+
+
+def get_oracle(cfg: Config, console: Console) -> OracleRecord:
+    """The cached oracle for the run's reality config, trained now if missing (needs Ray)."""
+    from learners import RLlibLearner
+
+    cache = OracleCache(cfg.oracle.cache_dir)
+
+    def train() -> tuple[Any, int, float]:
+        console.print(
+            f"[bold]oracle[/]: training on {cfg.reality.env} for {cfg.oracle.env_steps:,} "
+            "env steps (cached for later runs)"
+        )
+        learner = RLlibLearner(cfg.learner, reality_env_spec(cfg), ORACLE_TRAIN_SEED)
+        try:
+            with console.status("oracle: training") as status:
+                stats = learner.train(
+                    cfg.oracle.env_steps,
+                    lambda done: status.update(
+                        f"oracle: {done:,}/{cfg.oracle.env_steps:,} env steps"
+                    ),
+                )
+            return learner.policy(), learner.env_steps, stats.train_s
+        finally:
+            learner.stop()
+
+    def evaluate(policy: Any) -> tuple[float, float, int]:
+        stats = evaluate_real(policy, cfg, cfg.oracle.eval_episodes)
+        return stats.mean, stats.stderr, stats.episodes
+
+    return cache.get_or_train(oracle_spec(cfg), train, evaluate)
+
+
+def start_ray(cfg: Config) -> None:
+    """Join `ray.address`, or start a local Ray with `ray.num_cpus`; dashboard off by default."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if cfg.ray.address:
+        ray.init(address=cfg.ray.address, log_to_driver=False)
+    else:
+        ray.init(
+            num_cpus=cfg.ray.num_cpus,
+            include_dashboard=cfg.ray.include_dashboard,
+            log_to_driver=False,
+        )
+
+
+class Loop:
+    """One run: its directory, learner, controller, journal, checkpoints and tracker.
+
+    Args:
+        cfg: the validated config.
+        resolved: the same config as OmegaConf (written to `config.yaml`, sent to W&B).
+        console: where progress and results are printed.
+    """
+
+    def __init__(self, cfg: Config, resolved: DictConfig, console: Console | None = None) -> None:
+        self.cfg = cfg
+        self.resolved = resolved
+        self.console = console or Console()
+        self.run_dir = cfg.run_dir()
+        self.family = get_family(cfg.task)
+        self.space = space_of(cfg)
+        dims = cfg.eval.region_dims or self.space.names[:2]
+        self.region_dims = list(dims)
+        self.regions = self.space.regions(self.region_dims, cfg.eval.region_bins)
+        self.journal = Journal(self.run_dir / "journal.jsonl")
+        self.checkpoints = Checkpoints(self.run_dir / "checkpoints", cfg.run.keep_checkpoints)
+        self.state = LoopState()
+        self.controller = make_controller(
+            cfg.controller.method, self.space, cfg.controller.fidelity, cfg.seed
+        )
+        self.history: list[dict[str, Any]] = []
+        self.learner: Any = None
+        self.oracle: OracleRecord | None = None
+        self.last_regions: list[RegionResult] = []
+        self._show: Any = lambda text: None
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def _prepare_dir(self, resume: bool) -> str:
+        meta = self.run_dir / "run.json"
+        if resume:
+            if not meta.is_file():
+                raise ConfigError("run.dir", f"{self.run_dir} holds no run to resume")
+            return json.loads(meta.read_text())["run_id"]
+        if meta.exists():
+            raise ConfigError(
+                "run.dir", f"{self.run_dir} already holds a run (resume it, or pick run.dir=...)"
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.resolved, resolve=True))
+        run_id = f"{self.cfg.name}-{uuid.uuid4().hex[:8]}"
+        meta.write_text(json.dumps({"run_id": run_id, "created": time.time()}))
+        return run_id
+
+    def _seed(self) -> None:
+        np.random.seed(self.cfg.seed)
+        torch.manual_seed(self.cfg.seed)
+
+    def _restore(self) -> None:
+        ckpt = self.checkpoints.latest()
+        record = None
+        if ckpt is not None:
+            saved = load_state(ckpt / "state.pt")
+            self.state = LoopState(**saved["loop"])
+            self.controller.load_state_dict(saved["controller"])
+            torch.set_rng_state(saved["torch_rng"])
+            np.random.set_state(tuple(saved["numpy_rng"]))
+            self.learner.restore(ckpt / "learner")
+            record = saved["record"]
+            self.last_regions = [RegionResult(**r) for r in record["regions"]]
+        self.history = self.journal.recover(record)
+
+    # -- one iteration ------------------------------------------------------------------------
+
+    def _iteration(self, k: int, steps: int, last: bool) -> dict[str, Any]:
+        cfg, state = self.cfg, self.state
+        # 1. Propose: the controller picks the training contexts.
+        t0 = time.perf_counter()
+        proposals = self.controller.propose(self.history)
+        propose_s = time.perf_counter() - t0
+        dist = to_task_distribution(proposals)
+        # 2. Generate: every sub-env draws its theta from this distribution at reset and
+        #    builds that MuJoCo model (the stability guard ends and counts unstable episodes).
+        self.learner.set_task_distribution(dist)
+        # 3. Train.
+        stats = self.learner.train(
+            steps, lambda done: self._show(f"training {done:,}/{steps:,} env steps")
+        )
+        self._show("evaluating")
+        state.env_steps[dist.fidelity] += stats.env_steps
+        state.unstable_episodes += stats.unstable_episodes
+        policy = self.learner.policy()
+        # 4. Evaluate: per region on high-fidelity sim; on the reality proxy on a cadence.
+        t_eval = time.perf_counter()
+        regions = evaluate_regions(
+            policy,
+            self.family,
+            self.space,
+            self.regions,
+            fidelity=cfg.eval.fidelity,
+            episodes_per_region=cfg.eval.episodes_per_region,
+            seed=REGION_EVAL_SEED,
+        )
+        state.eval_env_steps += sum(r.env_steps for r in regions)
+        self.last_regions = regions
+        region_means = np.array([r.mean_return for r in regions])
+        record: dict[str, Any] = {
+            "iteration": k,
+            "train/env_steps": stats.env_steps,
+            "train/episodes": stats.episodes,
+            "train/return_mean": stats.episode_return_mean,
+            "train/unstable_episodes": stats.unstable_episodes,
+            "train/s": stats.train_s,
+            "eval/region_return_mean": float(region_means.mean()),
+            "eval/region_return_min": float(region_means.min()),
+            "eval/region_error_mean": float(np.mean([r.error for r in regions])),
+            "eval/region_unstable": sum(r.unstable for r in regions),
+        }
+        if (k + 1) % cfg.eval.real_every == 0 or last:
+            record.update(self._real_eval(k, policy))
+        record["eval/s"] = time.perf_counter() - t_eval
+        # 5. Update: the controller observes the learning signal and the measured cost.
+        t0 = time.perf_counter()
+        weights = np.array([p.weight for p in proposals], dtype=float)
+        share = weights / weights.sum()
+        self.controller.observe(
+            [
+                ProposalResult(p, stats.episode_return_mean, float(stats.train_s * s))
+                for p, s in zip(proposals, share, strict=True)
+            ]
+        )
+        observe_s = time.perf_counter() - t0
+        state.controller_s += propose_s + observe_s
+        state.iteration = k + 1
+        record.update(
+            {
+                "controller/propose_s": propose_s,
+                "controller/observe_s": observe_s,
+                "controller/proposals": len(proposals),
+                "budget/fine_env_steps": state.env_steps["fine"],
+                "budget/coarse_env_steps": state.env_steps["coarse"],
+                "budget/surrogate_env_steps": state.env_steps["surrogate"],
+                "budget/real_episodes": state.real_episodes,
+                "regions": [r.to_dict() for r in regions],
+                "proposals": [p.to_dict() for p in proposals],
+            }
+        )
+        return record
+
+    def _real_eval(self, k: int, policy: Any) -> dict[str, float]:
+        stats = evaluate_real(policy, self.cfg, self.cfg.reality.episodes)
+        self.state.real_episodes += stats.episodes
+        ratio = transfer_ratio(stats.mean, self._oracle_return())
+        self.state.real = {
+            "iteration": k,
+            "real_return": stats.mean,
+            "real_return_stderr": stats.stderr,
+            "transfer_ratio": ratio,
+        }
+        return {
+            "real/return": stats.mean,
+            "real/return_stderr": stats.stderr,
+            "real/transfer_ratio": ratio,
+            "real/unstable": stats.unstable,
+        }
+
+    def _oracle_return(self) -> float:
+        if self.cfg.oracle.reference_return is not None:
+            return float(self.cfg.oracle.reference_return)
+        assert self.oracle is not None
+        return self.oracle.real_return
+
+    def _record(self, record: dict[str, Any]) -> None:
+        """Checkpoint first (it carries the record), then the journal line, then W&B."""
+        policy = self.learner.policy()
+
+        def write(tmp: Path) -> None:
+            self.learner.save(tmp / "learner")
+            policy.save(tmp / "policy.pt")
+            save_state(
+                tmp / "state.pt",
+                {
+                    "loop": asdict(self.state),
+                    "controller": self.controller.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "numpy_rng": list(np.random.get_state()),
+                    "record": record,
+                },
+            )
+
+        self.checkpoints.save(record["iteration"], write)
+        self.journal.append(record)
+        self.history.append(record)
+        self.tracker.log(record, step=record["iteration"])
+        self.tracker.log_regions(
+            self.last_regions, self.region_dims, self.cfg.eval.region_bins, record["iteration"]
+        )
+
+    # -- the run ------------------------------------------------------------------------------
+
+    def _budget_left(self, wall_s: float) -> tuple[bool, int]:
+        """Whether another iteration may start, and how many env steps it may train."""
+        budget, state = self.cfg.budget, self.state
+        if state.iteration >= budget.iterations or wall_s >= budget.wall_s:
+            return False, 0
+        steps = self.cfg.learner.env_steps_per_iteration
+        if self.cfg.controller.fidelity == "fine":
+            steps = min(steps, budget.fine_env_steps - state.env_steps["fine"])
+        return steps > 0, steps
+
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        """Run (or resume) until a budget is spent; write and return `summary.json`."""
+        cfg = self.cfg
+        run_id = self._prepare_dir(resume)
+        self._seed()
+        session_t0 = time.perf_counter()
+        status = FAILED
+        error: str | None = None
+        try:
+            start_ray(cfg)
+            if cfg.oracle.reference_return is None:
+                self.oracle = get_oracle(cfg, self.console)
+                self.console.print(
+                    f"[bold]oracle[/]: real return {self.oracle.real_return:.1f} "
+                    f"(cache key {self.oracle.key})"
+                )
+            from learners import RLlibLearner
+
+            initial = TaskDistribution.point(self.space, None, cfg.controller.fidelity)
+            self.learner = RLlibLearner(
+                cfg.learner, family_env_spec(cfg, self.space, initial), cfg.seed
+            )
+            if resume:
+                self._restore()
+            wall_base = self.state.wall_s
+            self.tracker = Tracker(
+                cfg.wandb.mode,
+                cfg.wandb.project,
+                cfg.wandb.entity,
+                cfg.name,
+                self.run_dir,
+                run_id,
+                OmegaConf.to_container(self.resolved, resolve=True),
+            )
+            status = self._iterate(wall_base, session_t0)
+            last = self.state.iteration - 1
+            if last >= 0 and (self.state.real is None or self.state.real["iteration"] != last):
+                # A budget stopped the run after an iteration without a real evaluation.
+                self._real_eval(last, self.learner.policy())
+        except KeyboardInterrupt:
+            error = "interrupted"
+            raise
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            summary = self._summary(status, error)
+            self._write_summary(summary)
+            if getattr(self, "tracker", None) is not None:
+                latest = self.checkpoints.latest()
+                if latest is not None and status != FAILED:
+                    self.tracker.log_artifact(latest / "policy.pt", f"{run_id}-policy", "model")
+                self.tracker.finish(summary)
+            if self.learner is not None:
+                self.learner.stop()
+        return summary
+
+    def _iterate(self, wall_base: float, session_t0: float) -> str:
+        cfg, state = self.cfg, self.state
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            bar = progress.add_task(
+                cfg.controller.method,
+                total=cfg.budget.iterations,
+                completed=state.iteration,
+                info=f"{sum(state.env_steps.values()):,} steps",
+            )
+            self._show = lambda text: progress.update(bar, info=text)
+            while True:
+                wall = wall_base + time.perf_counter() - session_t0
+                go, steps = self._budget_left(wall)
+                if not go:
+                    break
+                k = state.iteration
+                # Last when the next iteration could not start (real eval always runs then).
+                last = k + 1 >= cfg.budget.iterations or (
+                    cfg.controller.fidelity == "fine"
+                    and state.env_steps["fine"] + steps >= cfg.budget.fine_env_steps
+                )
+                record = self._iteration(k, steps, last)
+                state.wall_s = wall_base + time.perf_counter() - session_t0
+                record["wall_s"] = state.wall_s
+                record["controller_s"] = state.controller_s
+                self._record(record)
+                progress.update(
+                    bar,
+                    completed=state.iteration,
+                    info=(
+                        f"{sum(state.env_steps.values()):,} steps | "
+                        f"train {record['train/return_mean']:.0f} | "
+                        f"regions {record['eval/region_return_mean']:.0f}"
+                        + (
+                            f" | real {record['real/return']:.0f} "
+                            f"(ratio {record['real/transfer_ratio']:.2f})"
+                            if "real/return" in record
+                            else ""
+                        )
+                    ),
+                )
+        return COMPLETED if state.iteration >= cfg.budget.iterations else BUDGET_EXHAUSTED
+
+    def _summary(self, status: str, error: str | None) -> dict[str, Any]:
+        state, real = self.state, self.state.real or {}
+        oracle_return = (
+            self.cfg.oracle.reference_return
+            if self.cfg.oracle.reference_return is not None
+            else (self.oracle.real_return if self.oracle else None)
+        )
+        summary: dict[str, Any] = {
+            "name": self.cfg.name,
+            "status": status,
+            "transfer_ratio": real.get("transfer_ratio"),
+            "real_return": real.get("real_return"),
+            "real_return_stderr": real.get("real_return_stderr"),
+            "oracle_return": oracle_return,
+            "iterations": state.iteration,
+            "env_steps": dict(state.env_steps),
+            "eval_env_steps": state.eval_env_steps,
+            "real_episodes": state.real_episodes,
+            "wall_s": state.wall_s,
+            "controller_s": state.controller_s,
+            "rejected_batches": state.rejected_batches,
+            "unstable_episodes": state.unstable_episodes,
+            "regions": [r.to_dict() for r in self.last_regions],
+            "controller": self.cfg.controller.method,
+            "seed": self.cfg.seed,
+        }
+        if error:
+            summary["error"] = error
+        return summary
+
+    def _write_summary(self, summary: dict[str, Any]) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.run_dir / "summary.json.tmp"
+        tmp.write_text(json.dumps(jsonable(summary), indent=2, allow_nan=False))
+        os.replace(tmp, self.run_dir / "summary.json")

@@ -1,0 +1,91 @@
+"""Bad configs fail fast, before Ray, with one line naming the key and exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from loop.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT = ROOT / "configs" / "default.yaml"
+
+# Runs the CLI in a fresh interpreter and fails if Ray (or torch) was imported on the way.
+PROBE = """
+import sys
+from loop.cli import main
+rc = main(sys.argv[1:])
+assert "ray" not in sys.modules, "ray was imported"
+sys.exit(rc)
+"""
+
+BAD = [
+    (["unknown_key=1"], "unknown_key"),
+    (["learner.nonexistent=3"], "learner.nonexistent"),
+    (["space.pole_mass.low=3.0"], "space.pole_mass.low"),
+    (["space.pole_mass.nominal=9"], "space.pole_mass.nominal"),
+    (["space.pole_mass.scale=cubic"], "space.pole_mass.scale"),
+    (["space.not_a_param.low=1"], "space.not_a_param"),
+    (["budget.iterations=0"], "budget.iterations"),
+    (["budget.fine_env_steps=-5"], "budget.fine_env_steps"),
+    (["budget.wall_s=0"], "budget.wall_s"),
+    (["learner.env_steps_per_iteration=0"], "learner.env_steps_per_iteration"),
+    (["task=no_such_family"], "task"),
+    (["controller.method=no_such_controller"], "controller.method"),
+    (["controller.fidelity=ultra"], "controller.fidelity"),
+    (["eval.fidelity=surrogate"], "eval.fidelity"),
+    (["reality.env=nowhere/Nothing-v0"], "reality.env"),
+    (["reality.params.not_a_param=1.0"], "reality.params.not_a_param"),
+    (["learner.lr=fast"], "learner.lr"),
+    (["wandb.mode=loud"], "wandb.mode"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key"), BAD, ids=[k for _, k in BAD])
+def test_bad_config_exits_2_with_one_line_naming_the_key(overrides: list[str], key: str) -> None:
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, "run", str(DEFAULT), *overrides],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert f"config error: {key}:" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert elapsed < 5.0
+
+
+def test_missing_config_file_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(ROOT / "configs" / "nope.yaml")
+    assert exc.value.key == "config"
+
+
+def test_default_config_loads_and_overrides_apply() -> None:
+    cfg, resolved = load_config(DEFAULT, ["seed=7", "space.pole_mass.high=1.8"])
+    assert cfg.seed == 7
+    assert cfg.space["pole_mass"].high == 1.8
+    assert resolved.reality.env == "gymnasium/InvertedPendulum-v5"
+
+
+def test_default_reality_differs_enough_for_randomization_to_matter() -> None:
+    cfg, _ = load_config(DEFAULT)
+    params = cfg.reality.params
+    physical = [k for k, v in params.items() if k not in ("latency_steps", "obs_noise_std")]
+    changed = [k for k in physical if abs(params[k] - 1.0) >= 0.3]
+    assert len(changed) >= 3
+    assert params["latency_steps"] >= 1 and params["obs_noise_std"] > 0
+
+
+def test_every_shipped_config_is_valid() -> None:
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        load_config(path)

@@ -1,0 +1,144 @@
+"""Real runs on tiny budgets through the CLI: run, kill -9, resume, eval, oracle cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = [
+    "learner.env_steps_per_iteration=1000",
+    "learner.train_batch_size=500",
+    "learner.minibatch_size=250",
+    "learner.num_epochs=1",
+    "learner.num_envs_per_env_runner=2",
+    "learner.hidden=[16,16]",
+    "eval.episodes_per_region=1",
+    "eval.real_every=2",
+    "reality.episodes=2",
+    "oracle.env_steps=1000",
+    "oracle.eval_episodes=2",
+]
+
+
+def cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    return subprocess.run(
+        [sys.executable, "-m", "loop.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kw,
+    )
+
+
+def iterations(run_dir: Path) -> list[int]:
+    path = run_dir / "journal.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line)["iteration"] for line in path.read_text().splitlines() if line]
+
+
+def test_run_writes_the_run_directory_contract(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    cache = tmp_path / "oracles"
+    args = ["configs/default.yaml", *TINY, f"run.dir={run_dir}", f"oracle.cache_dir={cache}"]
+    proc = cli("run", *args, "budget.iterations=3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "transfer ratio" in proc.stdout
+    assert "oracle: training" in proc.stdout
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in (
+        "transfer_ratio",
+        "real_return",
+        "oracle_return",
+        "iterations",
+        "env_steps",
+        "real_episodes",
+        "wall_s",
+        "controller_s",
+        "rejected_batches",
+        "status",
+        "regions",
+    ):
+        assert key in summary, key
+    assert summary["status"] == "completed"
+    assert summary["iterations"] == 3
+    assert summary["env_steps"]["fine"] >= 3000
+    assert set(summary["env_steps"]) == {"surrogate", "coarse", "fine"}
+    assert summary["real_episodes"] == 4  # iteration 1 (cadence 2) and the last one
+    assert len(summary["regions"]) == 4 and "error" in summary["regions"][0]
+    assert iterations(run_dir) == [0, 1, 2]
+    assert (run_dir / "config.yaml").is_file()
+    assert (run_dir / "checkpoints" / "LATEST").is_file()
+
+    # Every journal scalar reached the offline W&B run.
+    wandb_files = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert wandb_files, "no offline W&B run files"
+
+    # eval: the latest policy on the reality proxy, oracle from the cache, no retraining.
+    ev = cli("eval", str(run_dir), "reality.episodes=3")
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    result = json.loads((run_dir / "eval.json").read_text())
+    assert result["real_episodes"] == 3
+    assert result["oracle_return"] == summary["oracle_return"]
+
+    # A second run with the same reality config reuses the cached oracle.
+    again = cli("run", *args, f"run.dir={tmp_path / 'run2'}", "budget.iterations=1")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "oracle: training" not in again.stdout
+    assert len(list(cache.iterdir())) == 1
+
+    # Starting over an existing run is refused (exit 2) and changes nothing.
+    before = (run_dir / "summary.json").read_text()
+    clash = cli("run", *args)
+    assert clash.returncode == 2 and "already holds a run" in clash.stderr
+    assert (run_dir / "summary.json").read_text() == before
+
+
+def test_kill_9_then_resume_continues_the_same_journal(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = [
+        "configs/default.yaml",
+        *TINY,
+        f"run.dir={run_dir}",
+        "oracle.reference_return=1000",
+        "budget.iterations=6",
+    ]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loop.cli", "run", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while len(iterations(run_dir)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)  # into iteration k = 2 or later
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = iterations(run_dir)
+    assert 2 <= len(done) < 6, done
+
+    res = cli("resume", str(run_dir))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert iterations(run_dir) == list(range(6))  # no duplicate, no gap
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["iterations"] == 6
+    assert summary["transfer_ratio"] is not None
