@@ -84,9 +84,16 @@ def test_run_writes_the_run_directory_contract(tmp_path: Path) -> None:
     assert (run_dir / "config.yaml").is_file()
     assert (run_dir / "checkpoints" / "LATEST").is_file()
 
-    # Every journal scalar reached the offline W&B run.
+    # Every journal scalar reached the offline W&B run (history keys are stored verbatim).
     wandb_files = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert wandb_files, "no offline W&B run files"
+    assert len(wandb_files) == 1, "no offline W&B run file"
+    logged = wandb_files[0].read_bytes()
+    records = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    keys = {k for r in records for k, v in r.items() if isinstance(v, int | float)}
+    assert "real/transfer_ratio" in keys
+    missing = [k for k in sorted(keys) if k.encode() not in logged]
+    assert not missing, missing
+    assert list((run_dir / "wandb").glob("offline-run-*/files/media/images/regions/map_*.png"))
 
     # eval: the latest policy on the reality proxy, oracle from the cache, no retraining.
     ev = cli("eval", str(run_dir), "reality.episodes=3")
