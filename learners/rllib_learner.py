@@ -11,8 +11,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.callbacks.callbacks import RLlibCallback
+from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 from ray.rllib.utils.annotations import override
 from ray.tune.registry import register_env
@@ -176,12 +178,25 @@ class RLlibLearner:
         )
 
     def policy(self) -> MLPPolicy:
-        """The current deterministic policy (action mean) as a local torch module."""
+        """The current deterministic policy (action mean) as a local torch module.
+
+        Weights come from the learner group (the trained copy: an EnvRunner's copy can lag,
+        e.g. right after `restore`); the local module only supplies the layer layout.
+        """
         module = self.algo.get_module()
-        actor = getattr(module.encoder, "actor_encoder", None) or module.encoder.encoder
-        linears = [m for m in actor.modules() if isinstance(m, nn.Linear)]
-        linears += [m for m in module.pi.modules() if isinstance(m, nn.Linear)]
-        layers = [(m.weight.detach().cpu().clone(), m.bias.detach().cpu().clone()) for m in linears]
+        actor = "actor_encoder" if hasattr(module.encoder, "actor_encoder") else "encoder"
+        parts = ((f"encoder.{actor}", getattr(module.encoder, actor)), ("pi", module.pi))
+        names = [
+            f"{prefix}.{name}"
+            for prefix, sub in parts
+            for name, m in sub.named_modules()
+            if isinstance(m, nn.Linear)
+        ]
+        weights = self.algo.learner_group.get_weights([DEFAULT_MODULE_ID])[DEFAULT_MODULE_ID]
+        layers = [
+            (torch.as_tensor(weights[f"{n}.weight"]), torch.as_tensor(weights[f"{n}.bias"]))
+            for n in names
+        ]
         space = module.action_space
         return MLPPolicy(
             layers,

@@ -66,6 +66,12 @@ class LoopState:
     """Latest real-proxy evaluation: iteration, real_return, stderr, transfer_ratio."""
 
 
+def _numpy_rng_state() -> list[Any]:
+    """numpy's global RNG state as plain data (loadable with `weights_only=True`)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+
+
 def space_of(cfg: Config) -> ParamSpace:
     """The family's parameter space with the config's overrides applied."""
     overrides = {
@@ -230,7 +236,8 @@ class Loop:
             self.state = LoopState(**saved["loop"])
             self.controller.load_state_dict(saved["controller"])
             torch.set_rng_state(saved["torch_rng"])
-            np.random.set_state(tuple(saved["numpy_rng"]))
+            name, keys, pos, has_gauss, cached = saved["numpy_rng"]
+            np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
             self.learner.restore(ckpt / "learner")
             record = saved["record"]
             self.last_regions = [RegionResult(**r) for r in record["regions"]]
@@ -349,7 +356,7 @@ class Loop:
                     "loop": asdict(self.state),
                     "controller": self.controller.state_dict(),
                     "torch_rng": torch.get_rng_state(),
-                    "numpy_rng": list(np.random.get_state()),
+                    "numpy_rng": _numpy_rng_state(),
                     "record": record,
                 },
             )

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from loop.checkpoint import Checkpoints, load_state
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,3 +151,7 @@ def test_kill_9_then_resume_continues_the_same_journal(tmp_path: Path) -> None:
     assert summary["status"] == "completed"
     assert summary["iterations"] == 6
     assert summary["transfer_ratio"] is not None
+    # One controller observation per iteration: none lost or repeated across the kill.
+    latest = Checkpoints(run_dir / "checkpoints").latest()
+    assert latest is not None and latest.name == "iter-000005"
+    assert len(load_state(latest / "state.pt")["controller"]["observations"]) == 6
