@@ -23,6 +23,9 @@ commands:
                                 iteration (overrides may extend budgets, e.g. budget.iterations=10)
   eval RUN_DIR [key=value ...]  evaluate the run's latest policy on the reality proxy
                                 (e.g. reality.episodes=50 reality.params.pole_mass=2.0)
+  compare CONFIG [key=value ...]  run every compare.methods x compare.seeds (default: nominal
+                                and udr, seeds 0 1 2) under run.dir; reuses finished runs,
+                                resumes interrupted ones; prints a table, writes compare.json
 
 A run directory holds config.yaml, journal.jsonl, checkpoints/, summary.json and the W&B
 files (offline unless wandb.mode=online). Exit codes: 0 ok, 1 run failed, 2 bad config.
@@ -63,6 +66,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("run_dir", help="a run directory written by `run`")
     ev.add_argument("overrides", nargs="*", help="OmegaConf dotlist overrides key=value")
+    cmp = sub.add_parser(
+        "compare",
+        help="run several controllers over several seeds and tabulate transfer ratios",
+        description="Run CONFIG once per method in compare.methods and seed in compare.seeds "
+        "(each a normal run under run.dir/<method>-s<seed>); finished runs are reused and "
+        "interrupted ones resumed; prints transfer ratio per method and writes compare.json.",
+    )
+    cmp.add_argument("config", help="YAML config, e.g. configs/default.yaml")
+    cmp.add_argument("overrides", nargs="*", help="OmegaConf dotlist overrides key=value")
     return parser
 
 
@@ -98,6 +110,16 @@ def _report(console, summary: dict, cfg: Config) -> None:
             f"oracle {summary['oracle_return']:.1f})"
         )
     console.print(f"run directory: {cfg.run_dir()}")
+
+
+def _compare(cfg: Config, resolved) -> int:
+    from rich.console import Console
+
+    from loop.compare import compare
+
+    compare(cfg, resolved, Console())
+    print(f"written to {cfg.run_dir() / 'compare.json'}")
+    return 0
 
 
 def _eval(cfg: Config) -> int:
@@ -152,6 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             cfg, resolved = _load(Path(args.config), args.overrides)
             return _run(cfg, resolved, resume=False)
+        if args.command == "compare":
+            cfg, resolved = _load(Path(args.config), args.overrides)
+            return _compare(cfg, resolved)
         run_dir = Path(args.run_dir)
         cfg, resolved = _load(run_dir / "config.yaml", args.overrides, run_dir)
         if args.command == "resume":

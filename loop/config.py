@@ -68,6 +68,8 @@ class WandbConfig:
     mode: str = "offline"
     project: str = "autocurriculum"
     entity: str | None = None
+    group: str | None = None
+    """W&B run group (`compare` groups its runs under the config's name)."""
 
 
 @dataclass
@@ -78,6 +80,16 @@ class RayConfig:
     """Address of a running cluster; unset: a local Ray with `num_cpus`."""
     num_cpus: int = 2
     include_dashboard: bool = False
+
+
+@dataclass
+class CompareConfig:
+    """What `autocurriculum compare` runs: every method with every seed."""
+
+    methods: list[str] = field(default_factory=lambda: ["nominal", "udr"])
+    """Controller methods to compare (each replaces `controller.method`)."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    """Seeds per method (each replaces `seed`)."""
 
 
 @dataclass
@@ -101,6 +113,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
 
     def run_dir(self) -> Path:
         return Path(self.run.dir if self.run.dir else Path("runs") / self.name)
@@ -200,6 +213,14 @@ def validate(cfg: Config) -> None:
         raise ConfigError("reality.episodes", f"must be > 0 (got {cfg.reality.episodes})")
     if not 0 <= cfg.reality.deadzone < 1:
         raise ConfigError("reality.deadzone", f"must be in [0, 1) (got {cfg.reality.deadzone})")
+    for i, method in enumerate(cfg.compare.methods):
+        if method not in CONTROLLERS:
+            known = ", ".join(sorted(CONTROLLERS))
+            raise ConfigError(
+                f"compare.methods.{i}", f"unknown controller {method!r} (known: {known})"
+            )
+    if not cfg.compare.methods or not cfg.compare.seeds:
+        raise ConfigError("compare", "needs at least one method and one seed")
     if cfg.wandb.mode not in WANDB_MODES:
         raise ConfigError(
             "wandb.mode", f"must be one of {', '.join(WANDB_MODES)} (got {cfg.wandb.mode!r})"
@@ -217,6 +238,18 @@ def _field_error(key: str, exc: ValueError) -> ConfigError:
     if sep and " " not in sub:
         return ConfigError(f"{key}.{sub}", rest)
     return ConfigError(key, reason)
+
+
+def derive(resolved: DictConfig, overrides: Sequence[str]) -> tuple[Config, DictConfig]:
+    """A validated variant of an already composed config (e.g. one run of a comparison)."""
+    try:
+        merged = OmegaConf.merge(resolved, OmegaConf.from_dotlist(list(overrides)))
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise _omegaconf_error(exc) from None
+    assert isinstance(cfg, Config)
+    validate(cfg)
+    return cfg, merged
 
 
 def load_config(

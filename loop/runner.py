@@ -410,6 +410,7 @@ class Loop:
                 cfg.wandb.mode,
                 cfg.wandb.project,
                 cfg.wandb.entity,
+                cfg.wandb.group,
                 cfg.name,
                 self.run_dir,
                 run_id,

@@ -54,6 +54,7 @@ class Tracker:
         mode: str,
         project: str,
         entity: str | None,
+        group: str | None,
         name: str,
         run_dir: Path,
         run_id: str,
@@ -69,6 +70,7 @@ class Tracker:
         self.run = wandb.init(
             project=project,
             entity=entity,
+            group=group,
             name=name,
             id=run_id,
             dir=str(run_dir),

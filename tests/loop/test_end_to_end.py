@@ -155,3 +155,35 @@ def test_kill_9_then_resume_continues_the_same_journal(tmp_path: Path) -> None:
     latest = Checkpoints(run_dir / "checkpoints").latest()
     assert latest is not None and latest.name == "iter-000005"
     assert len(load_state(latest / "state.pt")["controller"]["observations"]) == 6
+
+
+def test_compare_runs_every_method_and_seed_then_reuses_them(tmp_path: Path) -> None:
+    base = tmp_path / "cmp"
+    args = [
+        "configs/default.yaml",
+        *TINY,
+        f"run.dir={base}",
+        "oracle.reference_return=1000",
+        "budget.iterations=1",
+        "compare.methods=[nominal,udr]",
+        "compare.seeds=[0,1]",
+    ]
+    proc = cli("compare", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((base / "compare.json").read_text())
+    assert [(r["method"], r["seed"]) for r in result["runs"]] == [
+        ("nominal", 0),
+        ("nominal", 1),
+        ("udr", 0),
+        ("udr", 1),
+    ]
+    assert all(r["status"] == "completed" for r in result["runs"])
+    assert set(result["methods"]) == {"nominal", "udr"}
+    assert result["methods"]["udr"]["transfer_ratio"]["mean"] is not None
+    cfg_text = (base / "udr-s1" / "config.yaml").read_text()
+    assert "method: udr" in cfg_text and "seed: 1" in cfg_text
+    # A second call finds every run finished and trains nothing.
+    again = cli("compare", *args)
+    assert again.returncode == 0
+    assert json.loads((base / "compare.json").read_text())["runs"] == result["runs"]
+    assert "nominal, seed 0" not in again.stdout
