@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from evaluators.config import EvalConfig, OracleConfig
+from generators import ParamSpace, get_family, get_reality
 from generators.config import ParamOverride, RealityConfig
 from learners.config import LearnerConfig
 
@@ -118,6 +119,14 @@ class Config:
     def run_dir(self) -> Path:
         return Path(self.run.dir if self.run.dir else Path("runs") / self.name)
 
+    def param_space(self) -> ParamSpace:
+        """The task family's parameter space with `space` overrides applied."""
+        overrides = {
+            name: {k: v for k, v in vars(o).items() if v is not None}
+            for name, o in self.space.items()
+        }
+        return get_family(self.task).space.with_overrides(overrides)
+
 
 def _omegaconf_error(exc: OmegaConfBaseException) -> ConfigError:
     key = getattr(exc, "full_key", None) or "config"
@@ -149,7 +158,6 @@ def compose(path: str | Path | None, overrides: Sequence[str] = ()) -> DictConfi
 
 def validate(cfg: Config) -> None:
     """Check the names and ranges the schema's types cannot; raise `ConfigError` on the first."""
-    from generators import get_family, get_reality
     from loop.controllers import CONTROLLERS
 
     def check(key: str, fn: Callable[[], Any]) -> Any:
@@ -166,10 +174,7 @@ def validate(cfg: Config) -> None:
         if name not in family.space:
             known = ", ".join(family.space.names)
             raise ConfigError(f"space.{name}", f"unknown parameter (known: {known})")
-    overrides = {
-        n: {k: v for k, v in vars(o).items() if v is not None} for n, o in cfg.space.items()
-    }
-    space = check("space", lambda: family.space.with_overrides(overrides))
+    space = check("space", cfg.param_space)
     if cfg.controller.method not in CONTROLLERS:
         known = ", ".join(sorted(CONTROLLERS))
         raise ConfigError(

@@ -72,14 +72,6 @@ def _numpy_rng_state() -> list[Any]:
     return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
 
 
-def space_of(cfg: Config) -> ParamSpace:
-    """The family's parameter space with the config's overrides applied."""
-    overrides = {
-        n: {k: v for k, v in vars(o).items() if v is not None} for n, o in cfg.space.items()
-    }
-    return get_family(cfg.task).space.with_overrides(overrides)
-
-
 def family_env_spec(cfg: Config, space: ParamSpace, dist: TaskDistribution) -> dict[str, Any]:
     """Env spec (plain data) for generated envs of the run's family."""
     return {
@@ -190,7 +182,7 @@ class Loop:
         self.console = console or Console()
         self.run_dir = cfg.run_dir()
         self.family = get_family(cfg.task)
-        self.space = space_of(cfg)
+        self.space = cfg.param_space()
         dims = cfg.eval.region_dims or self.space.names[:2]
         self.region_dims = list(dims)
         self.regions = self.space.regions(self.region_dims, cfg.eval.region_bins)
@@ -204,6 +196,7 @@ class Loop:
         self.learner: Any = None
         self.oracle: OracleRecord | None = None
         self.last_regions: list[RegionResult] = []
+        self.tracker: Tracker | None = None
         self._show: Any = lambda text: None
 
     # -- set-up -------------------------------------------------------------------------------
@@ -430,7 +423,7 @@ class Loop:
         finally:
             summary = self._summary(status, error)
             self._write_summary(summary)
-            if getattr(self, "tracker", None) is not None:
+            if self.tracker is not None:
                 latest = self.checkpoints.latest()
                 if latest is not None and status != FAILED:
                     self.tracker.log_artifact(latest / "policy.pt", f"{run_id}-policy", "model")
