@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import uuid
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +157,10 @@ def start_ray(cfg: Config) -> None:
     """Join `ray.address`, or start a local Ray with `ray.num_cpus`; dashboard off by default."""
     import ray
 
+    # RLlib's API-migration notices are not actionable for users of this tool; errors still show.
+    for name in ("ray", "ray.rllib", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*already in registry.*")
     if ray.is_initialized():
         return
     if cfg.ray.address:
@@ -164,6 +170,7 @@ def start_ray(cfg: Config) -> None:
             num_cpus=cfg.ray.num_cpus,
             include_dashboard=cfg.ray.include_dashboard,
             log_to_driver=False,
+            logging_level=logging.ERROR,
         )
 
 
