@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from loop.config import Config, ConfigError, load_config
+from loop.config import Config, ConfigError, derive, load_config
 
 EXIT_CONFIG = 2
 
@@ -79,11 +80,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load(config: Path, overrides: Sequence[str], run_dir: Path | None = None):
+    """Load a config; a new run without `run.dir` gets a fresh `runs/<name>-<time>` dir."""
     if run_dir is not None:
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError("run_dir", f"{run_dir} holds no config.yaml")
-        overrides = [*overrides, f"run.dir={run_dir}"]
-    return load_config(config, overrides)
+        return load_config(config, [*overrides, f"run.dir={run_dir}"])
+    cfg, resolved = load_config(config, overrides)
+    if cfg.run.dir is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        cfg, resolved = derive(resolved, [f"run.dir=runs/{cfg.name}-{stamp}"])
+    return cfg, resolved
 
 
 def _run(cfg: Config, resolved, resume: bool) -> int:

@@ -57,7 +57,7 @@ class RunConfig:
     """Where the run lives."""
 
     dir: str | None = None
-    """Run directory; unset: `runs/<name>`."""
+    """Run directory; unset: a new `runs/<name>-<YYYYmmdd-HHMMSS>` for each `run`/`compare`."""
     keep_checkpoints: int = 2
     """Complete checkpoints kept on disk (the newest ones)."""
 
@@ -117,7 +117,7 @@ class Config:
     compare: CompareConfig = field(default_factory=CompareConfig)
 
     def run_dir(self) -> Path:
-        return Path(self.run.dir if self.run.dir else Path("runs") / self.name)
+        return Path(self.run.dir) if self.run.dir else Path("runs") / self.name
 
     def param_space(self) -> ParamSpace:
         """The task family's parameter space with `space` overrides applied."""
