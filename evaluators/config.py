@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -45,5 +46,5 @@ class OracleConfig:
         for name in ("env_steps", "eval_episodes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be > 0 (got {getattr(self, name)})")
-        if self.reference_return is not None and not self.reference_return > 0:
-            raise ValueError(f"reference_return: must be > 0 (got {self.reference_return})")
+        if self.reference_return is not None and not math.isfinite(self.reference_return):
+            raise ValueError(f"reference_return: must be finite (got {self.reference_return})")

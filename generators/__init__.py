@@ -1,21 +1,33 @@
 """Generators: parameter spaces, task distributions, MuJoCo task families, reality proxies.
 
-Importing the package registers the built-in families (``inverted_pendulum``) and reality
-proxies (``gymnasium/InvertedPendulum-v5``).
+Importing the package registers the built-in families (``inverted_pendulum``,
+``cartpole_swingup``, ``reacher``, ``hopper``) and their reality proxies.
 """
 
+import os
+
+# Generators never render; without this, importing mujoco probes GLFW and warns on headless
+# machines. A user who renders sets MUJOCO_GL themselves.
+os.environ.setdefault("MUJOCO_GL", "disable")
+
+
+from generators import cartpole_swingup as _cartpole_swingup  # noqa: F401  (registers)
+from generators import hopper as _hopper  # noqa: F401  (registers)
 from generators import inverted_pendulum as _inverted_pendulum  # noqa: F401  (registers)
+from generators import reacher as _reacher  # noqa: F401  (registers)
 from generators.distribution import TaskDistribution
 from generators.env import MujocoTaskEnv, TaskEnv
 from generators.families import FAMILIES, FIDELITIES, Family, get_family, register_family
 from generators.reality import REALITIES, RealityEnv, RealityProxy, get_reality
 from generators.space import Param, ParamSpace, Region
 from generators.task import ChannelEffects, Task
+from generators.vector import BatchedVectorEnv
 
 __all__ = [
     "FAMILIES",
     "FIDELITIES",
     "REALITIES",
+    "BatchedVectorEnv",
     "ChannelEffects",
     "Family",
     "MujocoTaskEnv",

@@ -122,7 +122,9 @@ class MujocoTaskEnv(gym.Env[np.ndarray, np.ndarray]):
         if self.data is None or self.model is None:
             raise ResetNeeded("call reset() before step()")
         model, data = self.model, self.data
-        data.ctrl[:] = self._actuate(self._sanitize(action))
+        action = self._sanitize(action)
+        before = self.task.before_step(model, data)
+        data.ctrl[:] = self._actuate(action)
         time_before = data.time
         warnings_before = data.warning.number.copy()
         try:
@@ -144,7 +146,7 @@ class MujocoTaskEnv(gym.Env[np.ndarray, np.ndarray]):
             terminated, reward = True, 0.0
         else:
             terminated = self.task.terminated(model, data)
-            reward = float(self.task.reward(model, data, terminated))
+            reward = float(self.task.step_reward(model, data, terminated, action, before))
         truncated = self._steps >= self.task.max_episode_steps
         return self._observe(), reward, terminated, truncated, self._info(unstable=unstable)
 

@@ -10,7 +10,7 @@ import gymnasium
 import mujoco
 
 from generators.space import ParamSpace
-from generators.task import CHANNEL_PARAMS, LATENCY, Task
+from generators.task import CHANNEL_PARAMS, DEADZONE, LATENCY, Task
 
 if TYPE_CHECKING:
     from generators.distribution import TaskDistribution
@@ -34,6 +34,9 @@ class Family(ABC):
             reality proxies.
         max_return: Best achievable episode return, the reference for regret.
         max_episode_steps: Steps after which an episode is truncated.
+        absolute_params: Model parameters given in physical units rather than as scale
+            factors, for quantities the reference model lacks (nominal 0, e.g. a dry
+            friction); they need ``low >= 0``.
     """
 
     name: str
@@ -42,6 +45,7 @@ class Family(ABC):
     task: Task
     max_return: float
     max_episode_steps: int
+    absolute_params: tuple[str, ...] = ()
 
     @property
     def model_params(self) -> tuple[str, ...]:
@@ -68,7 +72,8 @@ class Family(ABC):
         """Raise ``ValueError`` unless every theta of ``space`` is valid for this family.
 
         Names must be the family's; scale factors need ``low > 0``; latency must be an
-        integer parameter and channel parameters need ``low >= 0``.
+        integer parameter, channel and absolute parameters need ``low >= 0`` and the
+        deadzone ``high < 1``.
         """
         for param in space:
             if param.name not in self.space:
@@ -81,6 +86,11 @@ class Family(ABC):
                     raise ValueError(f"{param.name}.low: must be >= 0 (got {param.low})")
                 if param.name == LATENCY and not param.integer:
                     raise ValueError(f"{param.name}: must be an integer parameter")
+                if param.name == DEADZONE and param.high >= 1:
+                    raise ValueError(f"{param.name}.high: must be < 1 (got {param.high})")
+            elif param.name in self.absolute_params:
+                if param.low < 0:
+                    raise ValueError(f"{param.name}.low: must be >= 0 (got {param.low})")
             elif param.low <= 0:
                 raise ValueError(f"{param.name}.low: a scale factor must be > 0 (got {param.low})")
 
@@ -122,20 +132,17 @@ class Family(ABC):
         *,
         space: ParamSpace | None = None,
         distribution: TaskDistribution | None = None,
-    ) -> gymnasium.vector.SyncVectorEnv:
-        """Return ``n`` independent envs stepped together; each draws its own theta.
+    ) -> gymnasium.vector.VectorEnv:
+        """Return ``n`` sub-envs stepped together by one batched MuJoCo call per step.
 
-        Change every sub-env's distribution with
-        ``venv.call("set_task_distribution", dist)``.
+        Each sub-env draws its own theta (so its own physics) at its own reset; see
+        :class:`~generators.vector.BatchedVectorEnv`. Change every sub-env's distribution
+        with ``venv.set_task_distribution(dist)`` (or ``venv.call("set_task_distribution",
+        dist)`` as for a ``SyncVectorEnv``).
         """
-        if n < 1:
-            raise ValueError(f"n must be >= 1 (got {n})")
-        return gymnasium.vector.SyncVectorEnv(
-            [
-                lambda: self.make_env(None, fidelity, space=space, distribution=distribution)
-                for _ in range(n)
-            ]
-        )
+        from generators.vector import BatchedVectorEnv  # vector imports this module
+
+        return BatchedVectorEnv(self, n, fidelity, space=space, distribution=distribution)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

@@ -29,7 +29,7 @@ from generators.modifiers import (
     apply_modifiers,
 )
 from generators.space import Param, ParamSpace
-from generators.task import LATENCY, OBS_NOISE, ChannelEffects, Task
+from generators.task import LATENCY, OBS_NOISE, BatchState, ChannelEffects, Task
 
 # Reference geometry of Gymnasium's inverted_pendulum.xml, SI units.
 DENSITY = 1000.0
@@ -223,6 +223,20 @@ class InvertedPendulumTask(Task):
     def reward(self, model: mujoco.MjModel, data: mujoco.MjData, terminated: bool) -> float:
         """Return 1 per step survived, 0 on the terminating step."""
         return 0.0 if terminated else 1.0
+
+    def observation_batch(self, state: BatchState) -> np.ndarray:
+        """Vectorized :meth:`observation`: shape ``(n, 4)``."""
+        return np.concatenate([state.qpos, state.qvel], axis=1)
+
+    def terminated_batch(self, state: BatchState) -> np.ndarray:
+        """Vectorized :meth:`terminated`: shape ``(n,)``."""
+        finite = np.isfinite(state.qpos.sum(axis=1) + state.qvel.sum(axis=1))
+        return ~finite | (np.abs(state.qpos[:, 1]) > MAX_ANGLE)
+
+    def reward_batch(self, state: BatchState, terminated: np.ndarray) -> np.ndarray:
+        """Vectorized :meth:`reward`: shape ``(n,)``."""
+        del state
+        return np.where(terminated, 0.0, 1.0)
 
 
 TASK = InvertedPendulumTask()

@@ -11,13 +11,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
 
 SpecModifier = Callable[[mujoco.MjSpec, float], None]
-"""Edits a nominal spec in place to apply a scale factor (> 0, finite)."""
+"""Edits a nominal spec in place to apply a scale factor (> 0, finite).
+
+A modifier whose ``absolute`` attribute is true takes a value in physical units instead
+(>= 0, finite), for a quantity the reference model does not have (e.g. dry friction).
+"""
 
 
 def _element(spec: mujoco.MjSpec, kind: str, name: str) -> Any:
@@ -77,19 +81,98 @@ class ScaleActuatorGear:
         element.gear = np.asarray(element.gear) * scale
 
 
+@dataclass(frozen=True)
+class ScaleJointArmature:
+    """Scale a joint's armature (reflected rotor inertia)."""
+
+    joint: str
+
+    def __call__(self, spec: mujoco.MjSpec, scale: float) -> None:
+        element = _element(spec, "joint", self.joint)
+        element.armature = element.armature * scale
+
+
+@dataclass(frozen=True)
+class ScaleJointActuatorGear:
+    """Scale the gear of every actuator that drives a joint (works for unnamed actuators)."""
+
+    joint: str
+
+    def __call__(self, spec: mujoco.MjSpec, scale: float) -> None:
+        actuators = [a for a in spec.actuators if a.target == self.joint]
+        if not actuators:
+            raise ValueError(f"model has no actuator on joint {self.joint!r}")
+        for element in actuators:
+            element.gear = np.asarray(element.gear) * scale
+
+
+@dataclass(frozen=True)
+class ScaleBodyPos:
+    """Scale a body's position in its parent frame (moves it along with a stretched link)."""
+
+    body: str
+
+    def __call__(self, spec: mujoco.MjSpec, scale: float) -> None:
+        element = _element(spec, "body", self.body)
+        element.pos = np.asarray(element.pos) * scale
+
+
+@dataclass(frozen=True)
+class ScaleGravity:
+    """Scale the magnitude of gravity, keeping its direction."""
+
+    def __call__(self, spec: mujoco.MjSpec, scale: float) -> None:
+        spec.option.gravity = np.asarray(spec.option.gravity) * scale
+
+
+@dataclass(frozen=True)
+class SetJointFrictionLoss:
+    """Set the dry friction (``frictionloss``) of joints, in N or N m: an absolute value."""
+
+    joints: tuple[str, ...]
+    absolute: ClassVar[bool] = True
+
+    def __call__(self, spec: mujoco.MjSpec, value: float) -> None:
+        for joint in self.joints:
+            _element(spec, "joint", joint).frictionloss = value
+
+
+@dataclass(frozen=True)
+class Combined:
+    """Apply several modifiers with the same value (one parameter, several elements)."""
+
+    parts: tuple[SpecModifier, ...]
+
+    @property
+    def absolute(self) -> bool:
+        """Whether the parts take absolute values (they must agree)."""
+        kinds = {bool(getattr(part, "absolute", False)) for part in self.parts}
+        if len(kinds) != 1:
+            raise ValueError("Combined mixes scale-factor and absolute modifiers")
+        return kinds.pop()
+
+    def __call__(self, spec: mujoco.MjSpec, value: float) -> None:
+        for part in self.parts:
+            part(spec, value)
+
+
 def apply_modifiers(
     spec: mujoco.MjSpec, modifiers: Mapping[str, SpecModifier], values: Mapping[str, float]
 ) -> None:
     """Apply every entry of ``values`` that has a modifier; other entries are skipped.
 
     Raises:
-        ValueError: If a scale factor is not a finite number > 0.
+        ValueError: If a scale factor is not a finite number > 0, or an absolute value
+            (modifier with ``absolute = True``) not a finite number >= 0.
     """
     for name, value in values.items():
         modify = modifiers.get(name)
         if modify is None:
             continue
-        if not (math.isfinite(value) and value > 0):
+        if getattr(modify, "absolute", False):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}: value must be finite and >= 0 (got {value})")
+        elif not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name}: scale factor must be finite and > 0 (got {value})")
         modify(spec, float(value))
 

@@ -36,6 +36,10 @@ class RealityProxy:
             parameters (``latency_steps``, ``obs_noise_std``) are handled by the env.
         pinned_mass_geoms: Geoms whose density-derived mass is made explicit before the
             modifiers run, so that mass and geometry can be scaled independently.
+        spec_edit: Optional whole-spec edit run after the modifiers with all model params,
+            for parameters no per-element modifier expresses (e.g. procedural terrain).
+        spec_edit_params: Parameter names ``spec_edit`` reads (accepted by
+            :meth:`check_params`).
     """
 
     def __init__(
@@ -47,6 +51,8 @@ class RealityProxy:
         task: Task,
         modifiers: Mapping[str, SpecModifier],
         pinned_mass_geoms: tuple[str, ...] = (),
+        spec_edit: Callable[[mujoco.MjSpec, Mapping[str, float]], None] | None = None,
+        spec_edit_params: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.family = family
@@ -54,6 +60,8 @@ class RealityProxy:
         self._model_file = model_file
         self._modifiers = dict(modifiers)
         self._pinned_mass_geoms = pinned_mass_geoms
+        self._spec_edit = spec_edit
+        self._spec_edit_params = spec_edit_params
 
     @property
     def xml_path(self) -> Path:
@@ -63,7 +71,7 @@ class RealityProxy:
     @property
     def param_names(self) -> tuple[str, ...]:
         """Names accepted by :meth:`make_env` and :meth:`build_model`."""
-        return (*self._modifiers, *CHANNEL_PARAMS)
+        return (*self._modifiers, *self._spec_edit_params, *CHANNEL_PARAMS)
 
     def check_params(self, params: Mapping[str, float] | None) -> dict[str, float]:
         """Return ``params`` as floats; raise ``ValueError`` naming an unknown entry."""
@@ -91,6 +99,8 @@ class RealityProxy:
         spec = mujoco.MjSpec.from_file(str(self.xml_path))
         pin_geom_masses(spec, self._pinned_mass_geoms)
         apply_modifiers(spec, self._modifiers, params)
+        if self._spec_edit is not None:
+            self._spec_edit(spec, params)
         return spec.compile()
 
     def make_env(
@@ -180,6 +190,21 @@ def gymnasium_asset(filename: str) -> Path:
     path = Path(next(iter(spec.submodule_search_locations))) / "assets" / filename
     if not path.is_file():
         raise FileNotFoundError(f"gymnasium ships no {path}")
+    return path
+
+
+def dm_control_asset(filename: str) -> Path:
+    """Path of a model file shipped in the installed ``dm_control.suite`` package.
+
+    Only ``dm_control`` itself is located (not imported beyond its top level), because the
+    suite's Python modules need a matching MuJoCo runtime while its XML files do not.
+    """
+    spec = importlib.util.find_spec("dm_control")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("dm_control is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "suite" / filename
+    if not path.is_file():
+        raise FileNotFoundError(f"dm_control ships no {path}")
     return path
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -20,7 +21,8 @@ from gymnasium import spaces
 # Names of the theta entries that act on the action/observation channels, not the model.
 LATENCY = "latency_steps"
 OBS_NOISE = "obs_noise_std"
-CHANNEL_PARAMS = (LATENCY, OBS_NOISE)
+DEADZONE = "deadzone"
+CHANNEL_PARAMS = (LATENCY, OBS_NOISE, DEADZONE)
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,8 @@ class ChannelEffects:
         obs_noise_std: Standard deviation of Gaussian noise added to every observation entry,
             in observation units.
         deadzone: Actuator deadzone as a fraction of the control range: applied controls with
-            ``|u| < deadzone * max|ctrlrange|`` become 0. Used by reality proxies only.
+            ``|u| < deadzone * max|ctrlrange|`` become 0. A family randomizes it when its space
+            has a ``deadzone`` parameter; a reality proxy takes it as an argument or parameter.
 
     Raises:
         ValueError: If a field is negative, non-finite or (latency) not a whole number.
@@ -55,11 +58,46 @@ class ChannelEffects:
 
     @classmethod
     def from_theta(cls, theta: Mapping[str, float], deadzone: float = 0.0) -> ChannelEffects:
-        """Read the channel parameters from a theta dict (absent entries -> no effect)."""
+        """Read the channel parameters from a theta dict (absent entries -> no effect).
+
+        A ``deadzone`` entry of ``theta`` takes the place of the ``deadzone`` argument; giving
+        both with different non-zero values is ambiguous and raises ``ValueError``.
+        """
         latency = theta.get(LATENCY, 0.0)
         # Integer parameters arrive as floats (2.0); rounding absorbs unit-cube round trips.
         latency = round(latency) if abs(latency - round(latency)) < 1e-6 else latency
+        if DEADZONE in theta:
+            value = float(theta[DEADZONE])
+            if deadzone and value and value != deadzone:
+                raise ValueError(
+                    f"{DEADZONE}: given as a parameter ({value}) and an argument ({deadzone})"
+                )
+            deadzone = value or deadzone
         return cls(latency, float(theta.get(OBS_NOISE, 0.0)), deadzone)
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """The states of ``n`` simulations of one task, one row each (what ``mujoco.rollout`` yields).
+
+    The arrays are views into the stepping env's buffers: read them, never keep or modify them.
+
+    Attributes:
+        models: The ``n`` models, one per row (same state layout, physics may differ).
+        time: Simulated time, shape ``(n,)``.
+        qpos: Joint positions, shape ``(n, nq)``.
+        qvel: Joint velocities, shape ``(n, nv)``.
+        act: Actuator activations, shape ``(n, na)``.
+    """
+
+    models: Sequence[mujoco.MjModel]
+    time: np.ndarray
+    qpos: np.ndarray
+    qvel: np.ndarray
+    act: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.time)
 
 
 class Task(ABC):
@@ -103,6 +141,39 @@ class Task(ABC):
     def reward(self, model: mujoco.MjModel, data: mujoco.MjData, terminated: bool) -> float:
         """Reward for the step that led to the current (true) state."""
 
+    def before_step(self, model: mujoco.MjModel, data: mujoco.MjData) -> Any:
+        """Return what :meth:`step_reward` needs from the state before a control step.
+
+        The env calls this just before it advances the physics. Tasks whose reward depends
+        on the change over the step (e.g. forward progress) override it; default ``None``.
+        """
+        del model, data
+        return None
+
+    def step_reward(
+        self,
+        model: mujoco.MjModel,
+        data: mujoco.MjData,
+        terminated: bool,
+        action: np.ndarray,
+        before: Any,
+    ) -> float:
+        """Reward for the control step that led to the current (true) state.
+
+        The env calls this rather than :meth:`reward`; the default ignores ``action`` and
+        ``before`` and returns :meth:`reward`.
+
+        Args:
+            model: The episode's model.
+            data: The state after the step.
+            terminated: Whether that state ends the episode.
+            action: The agent's action for the step, clipped to the action space (before
+                latency and deadzone act on it).
+            before: What :meth:`before_step` returned for the step.
+        """
+        del action, before
+        return self.reward(model, data, terminated)
+
     def n_substeps(self, model: mujoco.MjModel) -> int:
         """Physics steps per control step for ``model``'s timestep."""
         n = round(self.control_dt / model.opt.timestep)
@@ -120,3 +191,42 @@ class Task(ABC):
             return True
         # NaN fails the comparison, so this also catches a non-finite velocity.
         return data.qvel.size > 0 and not float(np.abs(data.qvel).max()) <= self.max_abs_velocity
+
+    # -----------------------------------------------------------------------------------------
+    # Optional batched versions, used by generators.vector.BatchedVectorEnv. Each returns
+    # ``None`` when the task does not provide it; the env then calls the per-``MjData`` method
+    # once per sub-env on data synchronized to the row's state (after ``mj_forward``). Override
+    # one only if the scalar method depends on the state arrays (time, qpos, qvel, act) and
+    # the model alone, never on derived quantities such as ``xpos`` or ``sensordata``.
+
+    def observation_batch(self, state: BatchState) -> np.ndarray | None:
+        """Vectorized :meth:`observation`: shape ``(n, *observation_space.shape)``, or ``None``."""
+        del state
+        return None
+
+    def terminated_batch(self, state: BatchState) -> np.ndarray | None:
+        """Vectorized :meth:`terminated`: bool array of shape ``(n,)``, or ``None``."""
+        del state
+        return None
+
+    def reward_batch(self, state: BatchState, terminated: np.ndarray) -> np.ndarray | None:
+        """Vectorized :meth:`reward` given ``terminated`` ``(n,)``: shape ``(n,)``, or ``None``."""
+        del state, terminated
+        return None
+
+    def diverged_batch(self, state: BatchState) -> np.ndarray | None:
+        """Vectorized :meth:`diverged`: bool array of shape ``(n,)``, or ``None``.
+
+        The default serves tasks that keep the base :meth:`diverged`: a non-finite ``qpos``
+        or ``qvel`` or a joint speed above :attr:`max_abs_velocity` (a non-finite ``qacc``
+        makes MuJoCo reset the state, which the batched env detects from the time). A task
+        that overrides :meth:`diverged` gets ``None`` (per-env calls) unless it overrides
+        this too.
+        """
+        if type(self).diverged is not Task.diverged:
+            return None
+        bad = ~(np.isfinite(state.qpos).all(axis=1) & np.isfinite(state.qvel).all(axis=1))
+        if state.qvel.shape[1]:
+            # NaN fails the comparison, so a non-finite velocity also counts.
+            bad |= ~(np.abs(state.qvel).max(axis=1) <= self.max_abs_velocity)
+        return bad

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+VECTORIZE_MODES = ("batched", "sync")
+"""Values of `LearnerConfig.vectorize`."""
+
 
 @dataclass
 class LearnerConfig:
@@ -39,6 +42,10 @@ class LearnerConfig:
     """Hidden activation: tanh, relu or silu."""
     normalize_actions: bool = False
     """Train in a [-1, 1] action space (RLlib's default) instead of the env's own units."""
+    vectorize: str = "batched"
+    """How an EnvRunner steps its sub-envs: `batched` (one `mujoco.rollout` call per step over
+    sub-envs with different physics, `generators.vector.BatchedVectorEnv`) or `sync` (RLlib's
+    default `SyncVectorEnv`, one env at a time)."""
 
     def validate(self) -> None:
         """Raise `ValueError("<field>: reason")` for values RLlib would reject later."""
@@ -66,3 +73,7 @@ class LearnerConfig:
             raise ValueError("hidden: needs at least one positive layer size")
         if self.activation not in ("tanh", "relu", "silu"):
             raise ValueError(f"activation: unknown {self.activation!r} (known: tanh, relu, silu)")
+        if self.vectorize not in VECTORIZE_MODES:
+            raise ValueError(
+                f"vectorize: unknown {self.vectorize!r} (known: {', '.join(VECTORIZE_MODES)})"
+            )

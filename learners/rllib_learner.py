@@ -22,6 +22,7 @@ from torch import nn
 
 from generators import TaskDistribution, get_family, get_reality
 from generators.space import ParamSpace
+from generators.vector import BatchedVectorEnv
 from learners.config import LearnerConfig
 from learners.policy import MLPPolicy
 
@@ -29,25 +30,62 @@ ENV_ID = "autocurriculum-env"
 """The id under which `make_env` is registered with Ray (every EnvRunner resolves it)."""
 
 
-def make_env(env_config: Mapping[str, Any]) -> gym.Env:
-    """Build one env from a plain-data env spec (what RLlib passes to every EnvRunner).
+def make_env(env_config: Mapping[str, Any]) -> gym.Env | gym.vector.VectorEnv:
+    """Build an env from a plain-data env spec (what RLlib passes to every EnvRunner).
 
     `{"kind": "family", "family", "fidelity", "space", "distribution"}` builds a generated
     task env that draws theta at each reset; `{"kind": "reality", "reality", "params",
     "deadzone"}` builds the reality proxy (used to train the oracle).
+
+    With a `num_envs` key (RLlib's `vector_entry_point` mode passes it) the result is a
+    vector env of that many sub-envs: a `BatchedVectorEnv` for a family, a
+    `SyncVectorEnv` for a reality proxy.
     """
     kind = env_config["kind"]
+    num_envs = env_config.get("num_envs")
     if kind == "family":
         family = get_family(env_config["family"])
+        space = ParamSpace.from_dict(env_config["space"])
+        distribution = TaskDistribution.from_dict(env_config["distribution"])
+        if num_envs is not None:
+            return BatchedVectorEnv(
+                family,
+                int(num_envs),
+                env_config["fidelity"],
+                space=space,
+                distribution=distribution,
+            )
         return family.make_env(
-            fidelity=env_config["fidelity"],
-            space=ParamSpace.from_dict(env_config["space"]),
-            distribution=TaskDistribution.from_dict(env_config["distribution"]),
+            fidelity=env_config["fidelity"], space=space, distribution=distribution
         )
     if kind == "reality":
         proxy = get_reality(env_config["reality"])
-        return proxy.make_env(dict(env_config["params"]), deadzone=env_config["deadzone"])
+        params, deadzone = dict(env_config["params"]), env_config["deadzone"]
+        if num_envs is not None:
+            return gym.vector.SyncVectorEnv(
+                [lambda: proxy.make_env(params, deadzone=deadzone) for _ in range(int(num_envs))]
+            )
+        return proxy.make_env(params, deadzone=deadzone)
     raise ValueError(f"unknown env kind {kind!r}")
+
+
+def push_task_distribution(env_runner: Any, payload: Mapping[str, Any]) -> int:
+    """Set the task distribution of every sub-env of `env_runner`'s vector env.
+
+    Handles both a `BatchedVectorEnv` and a `SyncVectorEnv` of `TaskEnv`s (under RLlib's
+    wrappers). Returns how many sub-envs took it (0 if the runner holds no env, as the
+    local runner does when remote ones sample).
+    """
+    if env_runner.env is None:
+        return 0
+    venv = env_runner.env.unwrapped
+    if isinstance(venv, BatchedVectorEnv):
+        venv.set_task_distribution(payload)
+        return venv.num_envs
+    envs = venv.envs
+    for env in envs:
+        env.unwrapped.set_task_distribution(payload)
+    return len(envs)
 
 
 class StabilityCallback(RLlibCallback):
@@ -92,6 +130,7 @@ class RLlibLearner:
         self.cfg = cfg
         self.env_spec = dict(env_spec)
         register_env(ENV_ID, make_env)
+        batched = cfg.vectorize == "batched" and self.env_spec.get("kind") == "family"
         config = (
             PPOConfig()
             .environment(
@@ -104,6 +143,8 @@ class RLlibLearner:
                 num_env_runners=cfg.num_env_runners,
                 num_envs_per_env_runner=cfg.num_envs_per_env_runner,
                 rollout_fragment_length="auto",
+                # `make_env` returns the batched vector env when RLlib passes `num_envs`.
+                gym_env_vectorize_mode="vector_entry_point" if batched else "sync",
             )
             .training(
                 train_batch_size_per_learner=cfg.train_batch_size,
@@ -137,12 +178,7 @@ class RLlibLearner:
         payload = dist.to_dict()
 
         def push(env_runner: Any) -> int:
-            if env_runner.env is None:  # the local runner has no env when remote ones sample
-                return 0
-            envs = env_runner.env.unwrapped.envs
-            for env in envs:
-                env.unwrapped.set_task_distribution(payload)
-            return len(envs)
+            return push_task_distribution(env_runner, payload)
 
         counts = self.algo.env_runner_group.foreach_env_runner(push, local_env_runner=True)
         total = int(sum(counts))

@@ -110,10 +110,14 @@ def _report(console, summary: dict, cfg: Config) -> None:
         f"[bold]{summary['status']}[/]: {summary['iterations']} iterations, {steps} env steps, "
         f"{summary['real_episodes']} real episodes, {summary['wall_s']:.0f} s"
     )
-    if ratio is not None:
+    if summary.get("real_return") is not None:
+        normalized = summary.get("transfer_ratio_normalized")
+        ratio_text = "n/a (oracle return <= 0)" if ratio is None else f"{ratio:.3f}"
+        norm_text = "n/a" if normalized is None else f"{normalized:.3f}"
         console.print(
-            f"[bold]transfer ratio: {ratio:.3f}[/] (real return {summary['real_return']:.1f} / "
-            f"oracle {summary['oracle_return']:.1f})"
+            f"[bold]transfer ratio: {ratio_text}[/] (real return {summary['real_return']:.1f} / "
+            f"oracle {summary['oracle_return']:.1f}); normalized by the do-nothing return "
+            f"{summary['floor_return']:.1f}: {norm_text}"
         )
     console.print(f"run directory: {cfg.run_dir()}")
 
@@ -131,11 +135,17 @@ def _compare(cfg: Config, resolved) -> int:
 def _eval(cfg: Config) -> int:
     from rich.console import Console
 
-    from evaluators import OracleCache, oracle_key
+    from evaluators import OracleCache, normalized_transfer_ratio, oracle_key, transfer_ratio
     from learners import MLPPolicy
     from loop.checkpoint import Checkpoints
     from loop.journal import jsonable
-    from loop.runner import evaluate_real, get_oracle, oracle_spec, start_ray
+    from loop.runner import (
+        evaluate_real,
+        floor_return,
+        get_oracle,
+        oracle_spec,
+        start_ray,
+    )
 
     console = Console()
     run_dir = cfg.run_dir()
@@ -145,6 +155,7 @@ def _eval(cfg: Config) -> int:
         return 1
     policy = MLPPolicy.load(latest / "policy.pt")
     stats = evaluate_real(policy, cfg, cfg.reality.episodes)
+    floor = floor_return(cfg)
     if cfg.oracle.reference_return is not None:
         oracle_return = float(cfg.oracle.reference_return)
     else:
@@ -162,13 +173,21 @@ def _eval(cfg: Config) -> int:
         "real_episodes": stats.episodes,
         "unstable": stats.unstable,
         "oracle_return": oracle_return,
-        "transfer_ratio": stats.mean / oracle_return,
+        "transfer_ratio": transfer_ratio(stats.mean, oracle_return) if oracle_return > 0 else None,
+        "floor_return": floor,
+        "transfer_ratio_normalized": (
+            normalized_transfer_ratio(stats.mean, oracle_return, floor)
+            if oracle_return > floor
+            else None
+        ),
     }
+    normalized = result["transfer_ratio_normalized"]
+    norm_text = "n/a" if normalized is None else f"{normalized:.3f}"
     (run_dir / "eval.json").write_text(json.dumps(jsonable(result), indent=2))
     console.print(
-        f"[bold]transfer ratio: {result['transfer_ratio']:.3f}[/] (real return "
-        f"{stats.mean:.1f} ± {stats.stderr:.1f} over {stats.episodes} episodes / oracle "
-        f"{oracle_return:.1f}); written to {run_dir / 'eval.json'}"
+        f"[bold]normalized transfer ratio: {norm_text}[/] (real "
+        f"return {stats.mean:.1f} ± {stats.stderr:.1f} over {stats.episodes} episodes, oracle "
+        f"{oracle_return:.1f}, do-nothing {floor:.1f}); written to {run_dir / 'eval.json'}"
     )
     return 0
 

@@ -32,7 +32,9 @@ from evaluators import (
     RegionResult,
     evaluate_policy,
     evaluate_regions,
+    normalized_transfer_ratio,
     transfer_ratio,
+    zero_policy,
 )
 from generators import FIDELITIES, ParamSpace, TaskDistribution, get_family, get_reality
 from loop.checkpoint import Checkpoints, load_state, save_state
@@ -64,7 +66,7 @@ class LoopState:
     controller_s: float = 0.0
     rejected_batches: int = 0
     unstable_episodes: int = 0
-    real: dict[str, float] | None = None
+    real: dict[str, float | None] | None = None
     """Latest real-proxy evaluation: iteration, real_return, stderr, transfer_ratio."""
 
 
@@ -107,6 +109,18 @@ def evaluate_real(policy: Any, cfg: Config, episodes: int) -> EpisodeStats:
     finally:
         for env in envs:
             env.close()
+
+
+def floor_return(cfg: Config) -> float:
+    """Real-proxy return of the do-nothing policy: the 0 of the normalized transfer ratio.
+
+    A calibration of the proxy, like the oracle's return; not charged to `real_episodes`.
+    """
+    proxy = get_reality(cfg.reality.env)
+    env = proxy.make_env(dict(cfg.reality.params), deadzone=cfg.reality.deadzone)
+    act_dim = int(np.prod(env.action_space.shape))
+    env.close()
+    return evaluate_real(zero_policy(act_dim), cfg, cfg.oracle.eval_episodes).mean
 
 
 def oracle_spec(cfg: Config) -> dict[str, Any]:
@@ -203,6 +217,8 @@ class Loop:
         self.learner: Any = None
         self.oracle: OracleRecord | None = None
         self.last_regions: list[RegionResult] = []
+        self.floor_return: float | None = None
+        self._warned_oracle = False
         self.tracker: Tracker | None = None
         self._show: Any = lambda text: None
 
@@ -323,17 +339,31 @@ class Loop:
     def _real_eval(self, k: int, policy: Any) -> dict[str, float]:
         stats = evaluate_real(policy, self.cfg, self.cfg.reality.episodes)
         self.state.real_episodes += stats.episodes
-        ratio = transfer_ratio(stats.mean, self._oracle_return())
+        oracle, floor = self._oracle_return(), self.floor_return
+        # The plain ratio needs a positive oracle return, the normalized one an oracle that
+        # beats doing nothing; otherwise they are undefined (None), not an error.
+        ratio = transfer_ratio(stats.mean, oracle) if oracle > 0 else None
+        normalized = None
+        if oracle > floor:
+            normalized = normalized_transfer_ratio(stats.mean, oracle, floor)
+        elif not self._warned_oracle:
+            self._warned_oracle = True
+            self.console.print(
+                f"[yellow]warning[/]: the oracle's real return {oracle:.1f} does not beat doing "
+                f"nothing ({floor:.1f}); raise oracle.env_steps for a meaningful ratio"
+            )
         self.state.real = {
             "iteration": k,
             "real_return": stats.mean,
             "real_return_stderr": stats.stderr,
             "transfer_ratio": ratio,
+            "transfer_ratio_normalized": normalized,
         }
         return {
             "real/return": stats.mean,
             "real/return_stderr": stats.stderr,
             "real/transfer_ratio": ratio,
+            "real/transfer_ratio_normalized": normalized,
             "real/unstable": stats.unstable,
         }
 
@@ -397,6 +427,7 @@ class Loop:
                     f"[bold]oracle[/]: real return {self.oracle.real_return:.1f} "
                     f"(cache key {self.oracle.key})"
                 )
+            self.floor_return = floor_return(cfg)
             from learners import RLlibLearner
 
             initial = TaskDistribution.point(self.space, None, cfg.controller.fidelity)
@@ -482,8 +513,7 @@ class Loop:
                         f"train {record['train/return_mean']:.0f} | "
                         f"regions {record['eval/region_return_mean']:.0f}"
                         + (
-                            f" | real {record['real/return']:.0f} "
-                            f"(ratio {record['real/transfer_ratio']:.2f})"
+                            f" | real {record['real/return']:.0f}"
                             if "real/return" in record
                             else ""
                         )
@@ -502,6 +532,8 @@ class Loop:
             "name": self.cfg.name,
             "status": status,
             "transfer_ratio": real.get("transfer_ratio"),
+            "transfer_ratio_normalized": real.get("transfer_ratio_normalized"),
+            "floor_return": self.floor_return,
             "real_return": real.get("real_return"),
             "real_return_stderr": real.get("real_return_stderr"),
             "oracle_return": oracle_return,

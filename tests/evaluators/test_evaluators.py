@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluators import OracleCache, evaluate_policy, evaluate_regions, oracle_key, transfer_ratio
+from evaluators import (
+    OracleCache,
+    evaluate_policy,
+    evaluate_regions,
+    normalized_transfer_ratio,
+    oracle_key,
+    transfer_ratio,
+    zero_policy,
+)
 from generators import get_family, get_reality
 
 FAMILY = get_family("inverted_pendulum")
@@ -62,6 +70,25 @@ def test_transfer_ratio() -> None:
     assert transfer_ratio(800.0, 1000.0) == pytest.approx(0.8)
     with pytest.raises(ValueError):
         transfer_ratio(1.0, 0.0)
+
+
+def test_normalized_ratio_orders_policies_correctly_with_negative_returns() -> None:
+    # Reacher-like returns: the oracle at -4, doing nothing at -40.
+    better = normalized_transfer_ratio(-8.0, -4.0, floor=-40.0)
+    worse = normalized_transfer_ratio(-30.0, -4.0, floor=-40.0)
+    assert 0 < worse < better < 1
+    assert normalized_transfer_ratio(-4.0, -4.0, floor=-40.0) == pytest.approx(1.0)
+    assert normalized_transfer_ratio(-40.0, -4.0, floor=-40.0) == pytest.approx(0.0)
+    with pytest.raises(ValueError):
+        normalized_transfer_ratio(0.0, -50.0, floor=-40.0)
+
+
+def test_zero_policy_does_nothing_on_every_family() -> None:
+    proxy = get_reality("gymnasium/Reacher-v5")
+    env = proxy.make_env({})
+    act = zero_policy(env.action_space.shape[0])(np.zeros((3, env.observation_space.shape[0])))
+    assert act.shape == (3, 2) and not act.any()
+    assert evaluate_policy(zero_policy(2), [env], episodes=2, seed=0).mean < 0
 
 
 class Saved:

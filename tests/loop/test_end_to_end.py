@@ -64,6 +64,8 @@ def test_run_writes_the_run_directory_contract(tmp_path: Path) -> None:
     summary = json.loads((run_dir / "summary.json").read_text())
     for key in (
         "transfer_ratio",
+        "transfer_ratio_normalized",
+        "floor_return",
         "real_return",
         "oracle_return",
         "iterations",

@@ -1,0 +1,289 @@
+"""The ``reacher`` family: Gymnasium's two-link planar arm, built with ``mujoco.MjSpec``.
+
+The nominal model reproduces Gymnasium's ``reacher.xml`` and the task reproduces
+``Reacher-v5``: a 10-dim observation, torques in ``[-1, 1]^2``, reward
+``-|fingertip - target| - |action|^2`` (v5's weights 1 and 1), a target drawn uniformly in
+the disc of radius 0.2 at every reset, no termination and truncation after 50 steps.
+
+Physical parameters are scale factors relative to that reference, except ``joint_friction``:
+the reference has no dry friction, so it is an absolute torque in N m (nominal 0). The arm
+moves in the horizontal plane about vertical hinges, so ``gravity`` changes the model but
+not the arm's dynamics (it stands in for a sim-to-real mismatch that does not matter here).
+:data:`MODIFIERS` addresses elements by the names of Gymnasium's XML (``link0``/``link1``
+geoms, ``body1``/``fingertip`` bodies, ``joint0``/``joint1`` joints, the motors by their
+joint since the XML leaves them unnamed), so the same table edits the procedural model and
+the reality proxy's copy of Gymnasium's file.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from generators.families import Family, register_family
+from generators.inverted_pendulum import Fidelity, capsule_mass
+from generators.modifiers import (
+    Combined,
+    ScaleBodyPos,
+    ScaleGeomLength,
+    ScaleGeomMass,
+    ScaleGravity,
+    ScaleJointActuatorGear,
+    ScaleJointArmature,
+    ScaleJointDamping,
+    SetJointFrictionLoss,
+    SpecModifier,
+    apply_modifiers,
+)
+from generators.reality import RealityProxy, gymnasium_asset, register_reality
+from generators.space import Param, ParamSpace
+from generators.task import DEADZONE, LATENCY, OBS_NOISE, ChannelEffects, Task
+
+# Reference model of Gymnasium's reacher.xml, SI units.
+LINK_LENGTH = 0.1
+LINK_RADIUS = 0.01
+FINGERTIP_OFFSET = 0.11  # fingertip body, along link1 from joint1
+FINGERTIP_RADIUS = 0.01
+TARGET_RADIUS = 0.009
+TARGET_START = (0.1, -0.1)  # target body position, also its slide joints' ref
+TARGET_RANGE = (-0.27, 0.27)
+ARM_HEIGHT = 0.01
+ARMATURE = 1.0
+JOINT_DAMPING = 1.0
+JOINT1_RANGE = (-3.0, 3.0)
+GEAR = 200.0
+CTRL_RANGE = (-1.0, 1.0)
+GRAVITY = (0.0, 0.0, -9.81)
+TIMESTEP = 0.01
+CONTROL_DT = 0.02  # frame_skip 2
+MAX_EPISODE_STEPS = 50
+REWARD_DIST_WEIGHT = 1.0
+REWARD_CONTROL_WEIGHT = 1.0  # ReacherEnv's actual default (its docstring says 0.1)
+ARM_RESET_NOISE = 0.1
+VEL_RESET_NOISE = 0.005
+GOAL_RADIUS = 0.2
+LINK_MASS = capsule_mass(LINK_RADIUS, LINK_LENGTH / 2.0)  # 0.0356 kg, density 1000
+ARM_JOINTS = ("joint0", "joint1")
+MASS_GEOMS = ("link0", "link1")
+"""Geoms whose mass the modifiers scale; a spec must give them explicit masses."""
+
+SPACE = ParamSpace(
+    [
+        Param("link_mass", 0.5, 2.0, 1.0, scale="log"),
+        # Armature (1 kg m^2 per joint) dominates the arm's inertia: the "effective mass".
+        Param("armature", 0.5, 2.0, 1.0, scale="log"),
+        # Short links leave part of the 0.2 m target disc out of reach; 0.9x keeps 0.19 m.
+        Param("link0_length", 0.9, 1.3, 1.0, scale="log"),
+        Param("link1_length", 0.9, 1.3, 1.0, scale="log"),
+        Param("joint_damping", 0.5, 2.0, 1.0, scale="log"),
+        Param("joint_friction", 0.0, 5.0, 0.0),  # absolute dry friction, N m (max 200 N m)
+        Param("actuator_gain", 0.6, 1.5, 1.0),
+        Param("gravity", 0.7, 1.3, 1.0),
+        Param(LATENCY, 0.0, 2.0, 0.0, integer=True),
+        Param(OBS_NOISE, 0.0, 0.02, 0.0),
+        Param(DEADZONE, 0.0, 0.1, 0.0),
+    ]
+)
+"""Default parameter space; physical entries are scale factors (nominal 1.0) except
+``joint_friction`` (N m); ``deadzone`` is a fraction of the control range."""
+
+MODIFIERS: Mapping[str, SpecModifier] = {
+    "link_mass": Combined(tuple(ScaleGeomMass(g) for g in MASS_GEOMS)),
+    "armature": Combined(tuple(ScaleJointArmature(j) for j in ARM_JOINTS)),
+    "link0_length": Combined((ScaleGeomLength("link0"), ScaleBodyPos("body1"))),
+    "link1_length": Combined((ScaleGeomLength("link1"), ScaleBodyPos("fingertip"))),
+    "joint_damping": Combined(tuple(ScaleJointDamping(j) for j in ARM_JOINTS)),
+    "joint_friction": SetJointFrictionLoss(ARM_JOINTS),
+    "actuator_gain": Combined(tuple(ScaleJointActuatorGear(j) for j in ARM_JOINTS)),
+    "gravity": ScaleGravity(),
+}
+"""Model parameters of the family and the spec edits that apply them."""
+
+ABSOLUTE_PARAMS = ("joint_friction",)
+"""Model parameters in physical units rather than scale factors."""
+
+FIDELITY_SETTINGS: Mapping[str, Fidelity] = {
+    # Reference: Gymnasium's RK4 at 0.01 s, two substeps per control step, default solver.
+    "fine": Fidelity(mujoco.mjtIntegrator.mjINT_RK4, TIMESTEP, 100, 50),
+    # One semi-implicit Euler step per control step and a small solver budget.
+    "coarse": Fidelity(mujoco.mjtIntegrator.mjINT_EULER, CONTROL_DT, 10, 5),
+}
+
+
+def build_spec() -> mujoco.MjSpec:
+    """Build the nominal reacher spec (fine fidelity, reference parameters)."""
+    spec = mujoco.MjSpec()
+    spec.modelname = "reacher"
+    spec.compiler.degree = False
+    spec.compiler.inertiafromgeom = mujoco.mjtInertiaFromGeom.mjINERTIAFROMGEOM_TRUE
+    spec.option.gravity = GRAVITY
+    FIDELITY_SETTINGS["fine"].apply(spec)
+
+    capsule, sphere = mujoco.mjtGeom.mjGEOM_CAPSULE, mujoco.mjtGeom.mjGEOM_SPHERE
+    hinge, slide = mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE
+    limited, free = mujoco.mjtLimited.mjLIMITED_TRUE, mujoco.mjtLimited.mjLIMITED_FALSE
+    no_contact = {"contype": 0, "conaffinity": 0}
+    arm_joint = {"type": hinge, "axis": [0, 0, 1], "armature": ARMATURE, "damping": JOINT_DAMPING}
+    world = spec.worldbody
+    world.add_geom(name="ground", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[1, 1, 10], **no_contact)
+    for name, fromto in (
+        ("sideS", [-0.3, -0.3, 0.01, 0.3, -0.3, 0.01]),
+        ("sideE", [0.3, -0.3, 0.01, 0.3, 0.3, 0.01]),
+        ("sideN", [-0.3, 0.3, 0.01, 0.3, 0.3, 0.01]),
+        ("sideW", [-0.3, -0.3, 0.01, -0.3, 0.3, 0.01]),
+    ):
+        world.add_geom(name=name, type=capsule, fromto=fromto, size=[0.02, 0, 0], **no_contact)
+    world.add_geom(
+        name="root",
+        type=mujoco.mjtGeom.mjGEOM_CYLINDER,
+        fromto=[0, 0, 0, 0, 0, 0.02],
+        size=[0.011, 0, 0],
+        **no_contact,
+    )
+    link = {"type": capsule, "size": [LINK_RADIUS, 0, 0], "mass": LINK_MASS, **no_contact}
+    body0 = world.add_body(name="body0", pos=[0, 0, ARM_HEIGHT])
+    body0.add_geom(name="link0", fromto=[0, 0, 0, LINK_LENGTH, 0, 0], **link)
+    body0.add_joint(name="joint0", limited=free, **arm_joint)
+    body1 = body0.add_body(name="body1", pos=[LINK_LENGTH, 0, 0])
+    body1.add_joint(name="joint1", limited=limited, range=JOINT1_RANGE, **arm_joint)
+    body1.add_geom(name="link1", fromto=[0, 0, 0, LINK_LENGTH, 0, 0], **link)
+    fingertip = body1.add_body(name="fingertip", pos=[FINGERTIP_OFFSET, 0, 0])
+    fingertip.add_geom(name="fingertip", type=sphere, size=[FINGERTIP_RADIUS, 0, 0], contype=0)
+
+    target = world.add_body(name="target", pos=[*TARGET_START, ARM_HEIGHT])
+    for name, axis, ref in (
+        ("target_x", [1, 0, 0], TARGET_START[0]),
+        ("target_y", [0, 1, 0], TARGET_START[1]),
+    ):
+        target.add_joint(
+            name=name, type=slide, axis=axis, limited=limited, range=TARGET_RANGE, ref=ref
+        )
+    target.add_geom(name="target", type=sphere, size=[TARGET_RADIUS, 0, 0], **no_contact)
+
+    for joint in ARM_JOINTS:
+        spec.add_actuator(
+            target=joint,
+            trntype=mujoco.mjtTrn.mjTRN_JOINT,
+            gear=[GEAR, 0.0, 0.0, 0.0, 0.0, 0.0],
+            ctrllimited=limited,
+            ctrlrange=CTRL_RANGE,
+        )
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# Task
+
+
+class ReacherTask(Task):
+    """Gymnasium ``Reacher-v5``'s interface, reward and initial state.
+
+    Observation: ``cos(q0), cos(q1), sin(q0), sin(q1), target x, target y, q0_dot, q1_dot``
+    and the ``x, y`` of ``fingertip - target``. Action: joint torques in ``[-1, 1]^2``.
+    Reward: ``-|fingertip - target| - |u|^2`` with ``u`` the applied control (the action
+    after latency and deadzone; Gymnasium, which has neither, uses the action itself).
+    """
+
+    observation_space = spaces.Box(-np.inf, np.inf, shape=(10,), dtype=np.float64)
+    action_space = spaces.Box(*CTRL_RANGE, shape=(2,), dtype=np.float32)
+    control_dt = CONTROL_DT
+    max_episode_steps = MAX_EPISODE_STEPS
+    max_return = 0.0  # distance and control cost are >= 0: a return can at best reach 0
+    max_abs_velocity = 1000.0  # rad/s; full torque for a whole episode stays below ~250
+
+    def initialize_episode(
+        self, model: mujoco.MjModel, data: mujoco.MjData, rng: np.random.Generator
+    ) -> None:
+        """Draw the arm pose and velocity and the goal exactly as ``ReacherEnv.reset_model``."""
+        qpos = model.qpos0 + rng.uniform(-ARM_RESET_NOISE, ARM_RESET_NOISE, size=model.nq)
+        while True:
+            goal = rng.uniform(-GOAL_RADIUS, GOAL_RADIUS, size=2)
+            if np.linalg.norm(goal) < GOAL_RADIUS:
+                break
+        qpos[-2:] = goal
+        qvel = rng.uniform(-VEL_RESET_NOISE, VEL_RESET_NOISE, size=model.nv)
+        qvel[-2:] = 0.0
+        data.qpos[:] = qpos
+        data.qvel[:] = qvel
+        mujoco.mj_forward(model, data)
+
+    def observation(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
+        """Return the 10-dim v5 observation.
+
+        Like Gymnasium, it reads body positions as ``mj_step`` leaves them (from the last
+        position evaluation of the step), so observations match ``Reacher-v5`` exactly.
+        """
+        angles = data.qpos[:2]
+        return np.concatenate(
+            [
+                np.cos(angles),
+                np.sin(angles),
+                data.qpos[2:],
+                data.qvel[:2],
+                _fingertip_to_target(model, data)[:2],
+            ]
+        )
+
+    def terminated(self, model: mujoco.MjModel, data: mujoco.MjData) -> bool:
+        """Never: Reacher episodes only end by truncation (or the stability guard)."""
+        return False
+
+    def reward(self, model: mujoco.MjModel, data: mujoco.MjData, terminated: bool) -> float:
+        """Return ``-|fingertip - target| - |ctrl|^2`` (v5's weights, 1 and 1)."""
+        distance = float(np.linalg.norm(_fingertip_to_target(model, data)))
+        control = float(np.dot(data.ctrl, data.ctrl))
+        return -REWARD_DIST_WEIGHT * distance - REWARD_CONTROL_WEIGHT * control
+
+
+def _fingertip_to_target(model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
+    return data.body("fingertip").xpos - data.body("target").xpos
+
+
+TASK = ReacherTask()
+
+
+@register_family("reacher")
+class ReacherFamily(Family):
+    """Two-link reaching with scaled link masses and lengths, armature, damping, gain and
+    gravity, dry joint friction, latency, observation noise and an actuator deadzone.
+
+    Fidelities: ``fine`` is Gymnasium's reference integration (RK4, 0.01 s, 2 substeps);
+    ``coarse`` is one Euler step of 0.02 s with a reduced solver budget.
+    """
+
+    name = "reacher"
+    space = SPACE
+    fidelities = ("coarse", "fine")
+    task = TASK
+    max_return = TASK.max_return
+    max_episode_steps = MAX_EPISODE_STEPS
+    absolute_params = ABSOLUTE_PARAMS
+
+    def build_model(
+        self, theta: Mapping[str, float] | None = None, fidelity: str = "fine"
+    ) -> mujoco.MjModel:
+        """Compile the reacher at ``theta`` (missing names -> nominal) and ``fidelity``."""
+        self.check_fidelity(fidelity)
+        theta = self.space.complete(theta)
+        ChannelEffects.from_theta(theta)  # validate the channel entries too
+        spec = build_spec()
+        FIDELITY_SETTINGS[fidelity].apply(spec)
+        apply_modifiers(spec, MODIFIERS, theta)
+        return spec.compile()
+
+
+REALITY = register_reality(
+    RealityProxy(
+        name="gymnasium/Reacher-v5",
+        family="reacher",
+        model_file=functools.partial(gymnasium_asset, "reacher.xml"),
+        task=TASK,
+        modifiers=MODIFIERS,
+        pinned_mass_geoms=MASS_GEOMS,
+    )
+)
+"""Gymnasium's own ``reacher.xml`` (from the installed package) as the held-out system."""

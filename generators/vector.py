@@ -1,0 +1,911 @@
+"""Batched heterogeneous stepping: many sub-envs with different physics, one MuJoCo call per step.
+
+:class:`BatchedVectorEnv` is a ``gymnasium.vector.VectorEnv`` over one family. Every sub-env
+draws its own theta from the task distribution at its own reset (with the same rounding and
+model cache as :class:`~generators.env.TaskEnv`), so the batch holds models with different
+masses, lengths, dampings or integrators. A control step stacks the sub-envs' full physics
+states into one ``(n, nstate)`` array and advances all of them with a single
+``mujoco.rollout.Rollout.rollout`` call: a list of ``n`` models (one per row, same state
+layout), one ``MjData`` per thread, ``nstep`` = the family's physics substeps per control
+step and the control held over those substeps. Latency FIFOs, deadzone, observation noise,
+reward, termination and the stability guard run on the stacked arrays with numpy.
+
+Sub-env ``i`` reproduces a :class:`TaskEnv` reset with seed ``seed + i`` and given the same
+actions (same randomness stream, same physics; see :class:`BatchedVectorEnv` for the one
+solver detail that can differ by ~1e-9).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import mujoco
+import mujoco.rollout
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+from generators.distribution import TaskDistribution
+from generators.env import _MODEL_CACHE_SIZE, _as_distribution, _EnvConfig, _round_significant
+from generators.families import FIDELITIES, Family, get_family
+from generators.space import ParamSpace
+from generators.task import LATENCY, BatchState, ChannelEffects, Task
+
+_FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
+_CTRL = mujoco.mjtState.mjSTATE_CTRL.value
+_NOISE_CHUNK = 32  # standard normals drawn per sub-env at a time (rows of obs size)
+_SIZE_FIELDS: tuple[str, ...] | None = None  # MjModel size attributes, found on first use
+COST_SMOOTHING = 0.05
+"""Default weight of the newest measurement in the per-fidelity cost average."""
+
+
+def default_nthread(num_envs: int) -> int:
+    """Rollout threads for ``num_envs`` sub-envs: one per 16 sub-envs, at most one per CPU."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, num_envs // 16))
+
+
+class BatchedVectorEnv(gym.vector.VectorEnv):
+    """``n`` sub-envs of one family with per-sub-env physics, stepped by one ``mujoco.rollout``.
+
+    Semantics per sub-env are those of :class:`~generators.env.TaskEnv`: theta drawn from
+    the task distribution at each of its resets (``info["theta"]``, ``info["fidelity"]``),
+    latency, observation noise and deadzone from :class:`ChannelEffects`, the task's reward
+    and termination, truncation after ``max_episode_steps``, and the stability guard (a
+    non-finite or exploding state, or MuJoCo resetting the state, ends that sub-env's
+    episode with ``terminated=True``, reward 0 and ``info["unstable"]``; it is counted in
+    :attr:`unstable_episodes` and never raises).
+
+    Autoreset is gymnasium's next-step mode (``metadata["autoreset_mode"]``), the default
+    of ``SyncVectorEnv`` and what RLlib's ``SingleAgentEnvRunner`` expects: the step after a
+    sub-env's episode ended ignores that sub-env's action, resets it and returns its reset
+    observation and info with reward 0 and both flags ``False``.
+
+    Randomness: sub-env ``i`` has its own generator (``reset(seed=s)`` seeds it with
+    ``s + i``) and draws from it in the same order as a ``TaskEnv``, so trajectories match
+    one-by-one. Physics matches ``mj_step`` exactly except that the solver's warm start is
+    not carried from one control step to the next (``mujoco.rollout`` returns no warm
+    start); with active constraints this changes states by ~1e-9.
+
+    Tasks that only implement the per-``MjData`` methods still work: for them every
+    sub-env keeps a live ``MjData`` that replays the last physics substep after the batched
+    call, so derived quantities (``xpos``, ``ctrl``) are exactly those ``mj_step`` leaves.
+
+    Args:
+        family: A family or its registered name.
+        num_envs: Number of sub-envs ``n``.
+        fidelity: Fidelity for the default point distribution (default ``"fine"``); a
+            distribution carries its own.
+        space: Parameter space of the distribution (default: the family's).
+        distribution: Initial task distribution of every sub-env (default: nominal point).
+        theta: A fixed theta (missing names -> nominal) when no distribution is given.
+        nthread: Rollout threads (default :func:`default_nthread`); 1 steps on the calling
+            thread.
+        cost_smoothing: Weight of the newest measurement in the exponentially smoothed cost
+            per fidelity (:attr:`cost_s_per_step`).
+
+    Attributes:
+        family: The family.
+        space: The parameter space of the task distributions.
+        task: The family's task.
+        envs: One lightweight :class:`SubEnv` view per sub-env (``theta``, ``fidelity``,
+            ``set_task_distribution``...), like ``SyncVectorEnv.envs``.
+        unstable_episodes: Episodes ended by the stability guard.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+        "render_modes": [],
+    }
+
+    def __init__(
+        self,
+        family: Family | str,
+        num_envs: int,
+        fidelity: str | None = None,
+        *,
+        space: ParamSpace | None = None,
+        distribution: TaskDistribution | Mapping[str, Any] | None = None,
+        theta: Mapping[str, float] | None = None,
+        nthread: int | None = None,
+        cost_smoothing: float = COST_SMOOTHING,
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError(f"n must be >= 1 (got {num_envs})")
+        if not 0.0 < cost_smoothing <= 1.0:
+            raise ValueError(f"cost_smoothing: must be in (0, 1] (got {cost_smoothing})")
+        self.family = get_family(family) if isinstance(family, str) else family
+        self.task: Task = self.family.task
+        self.space = self.family.space if space is None else space
+        self.family.check_space(self.space)
+        if distribution is None:
+            distribution = TaskDistribution.point(self.space, theta, fidelity or "fine")
+        elif theta is not None:
+            raise ValueError("pass either theta or distribution, not both")
+        distribution = _as_distribution(distribution)
+        if fidelity is not None and fidelity != distribution.fidelity:
+            raise ValueError(
+                f"fidelity {fidelity!r} disagrees with the distribution's {distribution.fidelity!r}"
+            )
+        self._check_distribution(distribution)
+
+        n = self.num_envs = int(num_envs)
+        self.single_observation_space = self.task.observation_space
+        self.single_action_space = self.task.action_space
+        self.observation_space = batch_space(self.single_observation_space, n)
+        self.action_space = batch_space(self.single_action_space, n)
+        self._obs_shape = tuple(self.single_observation_space.shape or ())
+        self._ctrl_low = np.asarray(self.task.action_space.low, dtype=np.float64).reshape(-1)
+        self._ctrl_high = np.asarray(self.task.action_space.high, dtype=np.float64).reshape(-1)
+        self._ctrl_scale = np.maximum(-self._ctrl_low, self._ctrl_high)
+        nu = self._ctrl_low.size
+        self._nthread = default_nthread(n) if nthread is None else max(1, int(nthread))
+        self._rollout: mujoco.rollout.Rollout | None = mujoco.rollout.Rollout(
+            nthread=self._nthread if self._nthread > 1 else 0
+        )
+        self._thread_data: dict[tuple[int, ...], list[mujoco.MjData]] = {}
+        self._scratch: dict[tuple[int, ...], mujoco.MjData] = {}
+        self._points: dict[int, tuple[TaskDistribution, dict[str, float], ChannelEffects]] = {}
+        self._cache: OrderedDict[tuple[Any, ...], tuple[mujoco.MjModel, tuple[int, ...]]] = (
+            OrderedDict()
+        )
+        self._cache_size = _MODEL_CACHE_SIZE + n
+
+        # Per sub-env episode state.
+        self._dists: list[TaskDistribution] = [distribution] * n
+        self._rngs: list[np.random.Generator | None] = [None] * n
+        self._models: list[mujoco.MjModel | None] = [None] * n
+        self._datas: list[mujoco.MjData | None] = [None] * n
+        self._keys: list[tuple[int, ...]] = [()] * n
+        self._groups: list[tuple[tuple[int, ...], np.ndarray]] | None = None
+        self._names = self.family.space.names
+        self._theta = np.zeros((n, len(self._names)))
+        self._fidelity = np.full(n, distribution.fidelity, dtype=object)
+        self._fid_code = np.zeros(n, dtype=np.int64)  # index into FIDELITIES
+        self._nsub = np.ones(n, dtype=np.int64)
+        self._timestep = np.zeros(n)
+        self._latency = np.zeros(n, dtype=np.int64)
+        self._noise_std = np.zeros(n)
+        self._deadzone = np.zeros(n)
+        self._steps = np.zeros(n, dtype=np.int64)
+        self._done = np.zeros(n, dtype=bool)  # episode ended: reset at the next step
+        self._episode_unstable = np.zeros(n, dtype=bool)
+        self._started = False
+        self._obs = np.zeros((n, *self._obs_shape))
+        # Latency FIFOs as ring buffers: slot ``k % H`` holds the action of episode step k.
+        max_latency = int(self.space[LATENCY].high) if LATENCY in self.space else 0
+        self._hist = np.zeros((n, max_latency + 1, nu))
+        # Observation noise: chunks of standard normals per sub-env, drawn ahead from its
+        # generator; the generator state before the chunk lets a reset rewind to the draws
+        # actually used, so the stream is the one a TaskEnv consumes.
+        obs_size = int(np.prod(self._obs_shape))
+        self._noise_buf = np.zeros((n, _NOISE_CHUNK, obs_size))
+        self._noise_pos = np.full(n, _NOISE_CHUNK, dtype=np.int64)
+        self._noise_saved: list[dict[str, Any] | None] = [None] * n
+        # Stacked physics state (allocated at the first reset, when the layout is known).
+        self._nstate = 0
+        self._state = np.zeros((n, 0))
+        self._slices: dict[str, slice] = {}
+        # Which task methods run batched; decided once from the task's overrides/answers.
+        cls = type(self.task)
+        self._custom_before = cls.before_step is not Task.before_step
+        self._custom_step_reward = cls.step_reward is not Task.step_reward
+        self._batched: dict[str, bool] | None = None  # decided at the first reset
+        self._live_data = True
+        # Measured cost per fidelity: smoothed seconds per env step and steps measured.
+        self._cost_smoothing = float(cost_smoothing)
+        self._cost: dict[str, list[float]] = {}
+        self.unstable_episodes = 0
+        self.envs = [SubEnv(self, i) for i in range(n)]
+
+    # -----------------------------------------------------------------------------------------
+    # Construction from plain data and distribution handling
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> BatchedVectorEnv:
+        """Build from plain data, e.g. the env config RLlib passes a vector entry point.
+
+        Keys as :meth:`TaskEnv.from_config` (``family`` required, ``theta``, ``fidelity``,
+        ``space``, ``distribution``) plus ``num_envs`` (required) and ``nthread``. Other
+        keys are ignored.
+        """
+        if "num_envs" not in config:
+            raise ValueError("vector env config needs a 'num_envs' key")
+        parsed = _EnvConfig.parse(config)
+        return cls(
+            parsed.family,
+            int(config["num_envs"]),
+            parsed.fidelity,
+            space=parsed.space,
+            distribution=parsed.distribution,
+            theta=parsed.theta,
+            nthread=config.get("nthread"),
+        )
+
+    @property
+    def distribution(self) -> TaskDistribution:
+        """Task distribution of sub-env 0 (all sub-envs share it unless set one by one)."""
+        return self._dists[0]
+
+    @property
+    def fidelity(self) -> str:
+        """Fidelity of :attr:`distribution` (applies from each sub-env's next reset)."""
+        return self._dists[0].fidelity
+
+    @property
+    def nthread(self) -> int:
+        """Threads of the rollout pool (1: the calling thread)."""
+        return self._nthread
+
+    def set_task_distribution(
+        self,
+        distribution: TaskDistribution | Mapping[str, Any],
+        indices: Sequence[int] | None = None,
+    ) -> None:
+        """Replace the task distribution of every (or the given) sub-env.
+
+        It takes effect at each sub-env's next reset (as for ``TaskEnv``).
+
+        Raises:
+            ValueError: If the distribution's dimension does not match the space or the
+                family cannot simulate its fidelity.
+        """
+        distribution = _as_distribution(distribution)
+        self._check_distribution(distribution)
+        for i in range(self.num_envs) if indices is None else indices:
+            self._dists[i] = distribution
+        live = {id(d) for d in self._dists}
+        self._points = {k: v for k, v in self._points.items() if k in live}
+
+    def _check_distribution(self, distribution: TaskDistribution) -> None:
+        distribution.check_space(self.space)
+        self.family.check_fidelity(distribution.fidelity)
+
+    # -----------------------------------------------------------------------------------------
+    # Measured cost
+
+    @property
+    def cost_s_per_step(self) -> float:
+        """Measured seconds per env step at the current fidelity (``nan`` before any step)."""
+        return self.cost(self.fidelity)
+
+    def cost(self, fidelity: str) -> float:
+        """Measured, exponentially smoothed seconds per env step at ``fidelity`` (or ``nan``)."""
+        entry = self._cost.get(fidelity)
+        if entry is None:
+            return math.nan
+        value, weight, _ = entry
+        return float(value / weight)
+
+    def costs(self) -> dict[str, dict[str, float]]:
+        """Plain data for a scheduler: ``{fidelity: {"s_per_step", "env_steps"}}``.
+
+        ``s_per_step`` is the wall time of :meth:`step` (physics, bookkeeping, autoresets)
+        per sub-env step, exponentially smoothed over steps; ``env_steps`` counts the
+        sub-env steps measured.
+        """
+        return {
+            fid: {"s_per_step": float(value / weight), "env_steps": float(steps)}
+            for fid, (value, weight, steps) in self._cost.items()
+        }
+
+    def _record_cost(self, fidelity: str, seconds_per_step: float, steps: int) -> None:
+        # Bias-corrected exponential average: weight tracks 1 - (1 - alpha)^k.
+        alpha = self._cost_smoothing
+        entry = self._cost.setdefault(fidelity, [0.0, 0.0, 0])
+        entry[0] = (1.0 - alpha) * entry[0] + alpha * seconds_per_step
+        entry[1] = (1.0 - alpha) * entry[1] + alpha
+        entry[2] += steps
+
+    # -----------------------------------------------------------------------------------------
+    # Gymnasium API
+
+    def reset(
+        self,
+        *,
+        seed: int | Sequence[int | None] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every sub-env (or those in ``options["reset_mask"]``).
+
+        Args:
+            seed: ``None``, an int (sub-env ``i`` gets ``seed + i``) or one seed per sub-env.
+            options: ``theta`` (fixed theta for the reset sub-envs) and ``reset_mask``
+                (bool array ``(n,)``), as for ``SyncVectorEnv``.
+
+        Returns:
+            Observations ``(n, *obs_shape)`` and the vector info dict of the reset sub-envs.
+        """
+        super().reset(seed=seed if isinstance(seed, int) else None)
+        n = self.num_envs
+        if seed is None:
+            seeds: list[int | None] = [None] * n
+        elif isinstance(seed, int):
+            seeds = [seed + i for i in range(n)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != n:
+                raise ValueError(f"got {len(seeds)} seeds for {n} sub-envs")
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
+        if mask is None:
+            mask = np.ones(n, dtype=bool)
+        else:
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != (n,) or not mask.any():
+                raise ValueError(f"reset_mask must be a bool array of shape ({n},), not all False")
+        if not self._started and not mask.all():
+            raise ValueError("the first reset must reset every sub-env")
+        idx = np.flatnonzero(mask)
+        for i in idx:
+            if seeds[i] is not None:
+                self._rngs[i], _ = seeding.np_random(seeds[i])
+                self._noise_pos[i], self._noise_saved[i] = _NOISE_CHUNK, None
+        self._reset_envs(idx, options.get("theta"))
+        if self._batched is None:
+            self._probe_task()
+        self._started = True
+        self._obs[idx] = self._observe(idx)
+        return self._obs.copy(), self._infos(idx, np.zeros(idx.size, dtype=bool), mask)
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Advance every sub-env by one control step (next-step autoreset).
+
+        Args:
+            actions: Shape ``(n, *action_shape)``; NaN -> 0, clipped to the action space.
+
+        Returns:
+            ``obs (n, *obs_shape)``, ``rewards (n,)``, ``terminations (n,)``,
+            ``truncations (n,)`` and the vector info dict (``theta``, ``fidelity``,
+            ``unstable``).
+        """
+        if not self._started:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        t_start = time.perf_counter()
+        n = self.num_envs
+        action = self._sanitize(actions)
+        resetting = self._done.copy()
+        stepping = ~resetting
+        all_step = bool(stepping.all())
+        live = self._live_data
+        before: list[Any] = [None] * n
+        if self._custom_before:
+            for i in np.flatnonzero(stepping):
+                before[i] = self.task.before_step(self._models[i], self._datas[i])
+        ctrl = self._actuate(action)
+
+        codes = self._fid_code.copy()
+        time_before = self._state[:, 0].copy()
+        prev = self._state.copy() if live else None
+        last_sub, physics_s = self._physics(ctrl, stepping, all_step)
+        self._steps[stepping] += 1
+        expected = time_before + (self._nsub - 0.5) * self._timestep
+        unstable = stepping & (self._state[:, 0] < expected)  # MuJoCo stopped or reset it
+        if live:
+            for i in np.flatnonzero(stepping & ~unstable):
+                start = prev[i] if self._nsub[i] == 1 else last_sub[i]
+                self._replay(i, start, ctrl[i])
+
+        step_idx = slice(None) if all_step else np.flatnonzero(stepping)
+        state = self._batch_state(step_idx)
+        div = self._call_batched("diverged", state)
+        if div is None:
+            div = np.zeros(n, dtype=bool)
+            for i in np.flatnonzero(stepping & ~unstable):
+                div[i] = self._data_call(i, self.task.diverged)
+        elif not all_step:
+            div = _scatter(div, step_idx, n, False)
+        unstable |= stepping & div
+
+        terminated = self._call_batched("terminated", state)
+        if terminated is None:
+            terminated = np.zeros(n, dtype=bool)
+            for i in np.flatnonzero(stepping & ~unstable):
+                terminated[i] = self._data_call(i, self.task.terminated)
+        else:
+            terminated = _scatter(np.asarray(terminated, dtype=bool), step_idx, n, False)
+        rewards = None
+        if not self._custom_step_reward:
+            rewards = self._call_batched("reward", state, terminated[step_idx])
+            if rewards is not None:
+                rewards = _scatter(np.asarray(rewards, dtype=np.float64), step_idx, n, 0.0)
+        if rewards is None:
+            rewards = np.zeros(n)
+            for i in np.flatnonzero(stepping & ~unstable):
+                model, data = self._models[i], self._datas[i]
+                rewards[i] = float(
+                    self.task.step_reward(model, data, bool(terminated[i]), action[i], before[i])
+                )
+
+        if unstable.any():
+            for i in np.flatnonzero(unstable):
+                self._reset_unstable(i)
+            terminated[unstable] = True
+            rewards[unstable] = 0.0
+        terminated &= stepping
+        rewards[resetting] = 0.0
+        truncated = stepping & (self._steps >= self.task.max_episode_steps)
+
+        reset_idx = np.flatnonzero(resetting)
+        if reset_idx.size:
+            self._reset_envs(reset_idx, None)
+        self._obs = self._observe(slice(None))
+        self._done = terminated | truncated
+        infos = self._infos(slice(None), unstable, None)
+
+        elapsed = time.perf_counter() - t_start
+        self._record_costs(elapsed, physics_s, stepping, codes)
+        return self._obs.copy(), rewards, terminated, truncated, infos
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        """Call method ``name`` of every :class:`SubEnv` (or read the attribute), as
+        ``SyncVectorEnv.call``: e.g. ``call("set_task_distribution", dist)``."""
+        results = []
+        for env in self.envs:
+            attr = getattr(env, name)
+            results.append(attr(*args, **kwargs) if callable(attr) else attr)
+        return tuple(results)
+
+    def get_attr(self, name: str) -> tuple[Any, ...]:
+        """Read attribute ``name`` of every :class:`SubEnv`."""
+        return self.call(name)
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Shut the rollout thread pool down."""
+        rollout = getattr(self, "_rollout", None)  # absent if __init__ raised
+        if rollout is not None:
+            rollout.close()
+            self._rollout = None
+
+    # -----------------------------------------------------------------------------------------
+    # Episodes
+
+    def _rng(self, i: int) -> np.random.Generator:
+        """Sub-env ``i``'s generator, rewound to the draws used (see ``_noise``)."""
+        rng = self._rngs[i]
+        if rng is None:
+            rng = self._rngs[i] = seeding.np_random(None)[0]
+        saved = self._noise_saved[i]
+        if saved is not None:
+            rng.bit_generator.state = saved
+            rng.standard_normal((int(self._noise_pos[i]), self._noise_buf.shape[2]))
+            self._noise_saved[i] = None
+            self._noise_pos[i] = _NOISE_CHUNK
+        return rng
+
+    def _reset_envs(self, idx: np.ndarray, fixed_theta: Mapping[str, float] | None) -> None:
+        """Start a new episode in each sub-env of ``idx``, as ``TaskEnv.reset`` does."""
+        for i in idx:
+            rng = self._rng(i)
+            dist = self._dists[i]
+            point = self._points.get(id(dist)) if fixed_theta is None else None
+            if point is not None:  # a point draws no randomness: reuse its theta
+                theta, effects = point[1], point[2]
+            else:
+                if fixed_theta is not None:
+                    theta = self.space.complete(fixed_theta)
+                else:
+                    theta = dist.sample(self.space, rng)
+                theta = self.family.space.complete(
+                    {name: _round_significant(value) for name, value in theta.items()}
+                )
+                effects = ChannelEffects.from_theta(theta)
+                if fixed_theta is None and _is_point(dist):
+                    self._points[id(dist)] = (dist, theta, effects)
+            model, key = self._model(theta, dist.fidelity)
+            if model is not self._models[i]:
+                self._set_model(i, model, key)
+            self._latency[i] = effects.latency_steps
+            self._noise_std[i] = effects.obs_noise_std
+            self._deadzone[i] = effects.deadzone
+            if effects.latency_steps >= self._hist.shape[1]:
+                self._grow_history(effects.latency_steps + 1)
+            self._hist[i] = 0.0
+            self._theta[i] = [theta[name] for name in self._names]
+            self._fidelity[i] = dist.fidelity
+            self._fid_code[i] = FIDELITIES.index(dist.fidelity)
+            self._steps[i] = 0
+            self._done[i] = False
+            self._episode_unstable[i] = False
+            data = self._data(i)
+            mujoco.mj_resetData(model, data)
+            self.task.initialize_episode(model, data, rng)
+            mujoco.mj_getState(model, data, self._state[i], _FULLPHYSICS)
+
+    def _model(self, theta: dict[str, float], fidelity: str) -> tuple[mujoco.MjModel, tuple]:
+        """The compiled model for ``theta`` and its rollout group key (LRU cache)."""
+        key = (fidelity, *(theta[name] for name in self.family.model_params))
+        entry = self._cache.get(key)
+        if entry is None:
+            model = self.family.build_model(theta, fidelity)
+            entry = (model, (self.task.n_substeps(model), *_size_signature(model)))
+            self._cache[key] = entry
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return entry
+
+    def _set_model(self, i: int, model: mujoco.MjModel, key: tuple[int, ...]) -> None:
+        nstate = mujoco.mj_stateSize(model, _FULLPHYSICS)
+        if not self._nstate:
+            self._nstate = nstate
+            self._state = np.zeros((self.num_envs, nstate))
+            nq, nv, na = model.nq, model.nv, model.na
+            self._slices = {
+                "qpos": slice(1, 1 + nq),
+                "qvel": slice(1 + nq, 1 + nq + nv),
+                "act": slice(1 + nq + nv, 1 + nq + nv + na),
+            }
+        elif nstate != self._nstate:
+            raise ValueError(
+                f"family {self.family.name!r}: models differ in state size ({nstate} vs "
+                f"{self._nstate}); a batched env needs one state layout"
+            )
+        self._models[i] = model
+        self._datas[i] = None  # allocated on demand (only live data is kept per sub-env)
+        self._nsub[i] = key[0]
+        self._timestep[i] = model.opt.timestep
+        if key != self._keys[i]:
+            self._keys[i] = key
+            self._groups = None
+
+    def _reset_unstable(self, i: int) -> None:
+        """Put sub-env ``i`` back to its model's reference state and count the episode."""
+        if not self._episode_unstable[i]:
+            self.unstable_episodes += 1
+        self._episode_unstable[i] = True
+        model, data = self._models[i], self._data(i)
+        mujoco.mj_resetData(model, data)
+        mujoco.mj_forward(model, data)
+        mujoco.mj_getState(model, data, self._state[i], _FULLPHYSICS)
+
+    def _data(self, i: int) -> mujoco.MjData:
+        """Sub-env ``i``'s ``MjData``: its own if live, else a scratch one of its layout."""
+        if self._live_data:
+            data = self._datas[i]
+            if data is None:
+                data = self._datas[i] = mujoco.MjData(self._models[i])
+            return data
+        data = self._scratch.get(self._keys[i])
+        if data is None:
+            data = self._scratch[self._keys[i]] = mujoco.MjData(self._models[i])
+        return data
+
+    def _grow_history(self, size: int) -> None:
+        """Enlarge the latency ring buffers to ``size`` slots, keeping every sub-env's FIFO."""
+        old = self._hist
+        old_size = old.shape[1]
+        new = np.zeros((old.shape[0], size, old.shape[2]))
+        rows = np.arange(old.shape[0])
+        last = self._steps - 1  # episode step of the newest stored action
+        for back in range(old_size):
+            k = last - back
+            ok = k >= 0
+            new[rows[ok], k[ok] % size] = old[rows[ok], k[ok] % old_size]
+        self._hist = new
+
+    # -----------------------------------------------------------------------------------------
+    # One control step
+
+    def _sanitize(self, actions: np.ndarray) -> np.ndarray:
+        """Actions as float64 ``(n, nu)``, NaN -> 0, clipped to the range."""
+        a = np.array(actions, dtype=np.float64)
+        if a.size != self.num_envs * self._ctrl_low.size:
+            raise ValueError(
+                f"actions have {a.size} entries, expected {self.num_envs} x {self._ctrl_low.size}"
+            )
+        a = a.reshape(self.num_envs, self._ctrl_low.size)
+        if not math.isfinite(a.sum()):
+            a[np.isnan(a)] = 0.0
+        np.minimum(a, self._ctrl_high, out=a)
+        return np.maximum(a, self._ctrl_low, out=a)
+
+    def _actuate(self, action: np.ndarray) -> np.ndarray:
+        """Controls applied now ``(n, nu)``: delayed by each latency FIFO, then dead-zoned."""
+        if self._latency.any():
+            rows = np.arange(self.num_envs)
+            size = self._hist.shape[1]
+            self._hist[rows, self._steps % size] = action
+            action = self._hist[rows, (self._steps - self._latency) % size]
+            action[self._steps < self._latency] = 0.0
+        if self._deadzone.any():
+            threshold = self._deadzone[:, None] * self._ctrl_scale
+            action = np.where(np.abs(action) < threshold, 0.0, action)
+        return action
+
+    def _physics(
+        self, ctrl: np.ndarray, stepping: np.ndarray, all_step: bool
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """Advance the stepping sub-envs' states with one rollout call per model layout.
+
+        Returns:
+            The states before each row's last substep (only for rows with 2+ substeps, else
+            unused), shape ``(n, nstate)`` or ``None``, and the rollout wall time attributed
+            to each stepped row (its group's time over the group's size), shape ``(n,)``.
+        """
+        if self._groups is None:
+            keys: dict[tuple[int, ...], list[int]] = {}
+            for i, key in enumerate(self._keys):
+                keys.setdefault(key, []).append(i)
+            self._groups = [(key, np.array(rows)) for key, rows in keys.items()]
+        last_sub = np.empty_like(self._state) if self._live_data else None
+        timing = np.zeros(self.num_envs)
+        for key, rows in self._groups:
+            if not all_step:
+                rows = rows[stepping[rows]]
+                if not rows.size:
+                    continue
+            whole = rows.size == self.num_envs
+            nsub = key[0]
+            state0 = self._state if whole else self._state[rows]
+            control = np.empty((rows.size, nsub, ctrl.shape[1]))
+            control[:] = (ctrl if whole else ctrl[rows])[:, None, :]
+            out = np.empty((rows.size, nsub, self._nstate))
+            models = self._models if whole else [self._models[i] for i in rows]
+            t0 = time.perf_counter()
+            self._run(key, models, state0, control, out, nsub)
+            timing[rows] = (time.perf_counter() - t0) / rows.size
+            if whole:
+                self._state[:] = out[:, -1]
+            else:
+                self._state[rows] = out[:, -1]
+            if last_sub is not None and nsub > 1:
+                last_sub[rows] = out[:, -2]
+        return last_sub, timing
+
+    def _run(
+        self,
+        key: tuple[int, ...],
+        models: list,
+        state0: np.ndarray,
+        control: np.ndarray,
+        out: np.ndarray,
+        nsub: int,
+    ) -> None:
+        """One ``Rollout.rollout`` call; a MuJoCo error falls back to one call per row."""
+        datas = self._thread_data.get(key)
+        if datas is None:
+            datas = [mujoco.MjData(models[0]) for _ in range(self._nthread)]
+            self._thread_data[key] = datas
+        assert self._rollout is not None, "the env is closed"
+        try:
+            self._rollout.rollout(
+                models,
+                datas,
+                state0,
+                control,
+                control_spec=_CTRL,
+                skip_checks=True,
+                nstep=nsub,
+                state=out,
+            )
+        except mujoco.FatalError:
+            row = np.empty((1, nsub, self._nstate))
+            for r in range(len(models)):
+                try:
+                    self._rollout.rollout(
+                        [models[r]],
+                        datas[:1],
+                        np.ascontiguousarray(state0[r : r + 1]),
+                        np.ascontiguousarray(control[r : r + 1]),
+                        control_spec=_CTRL,
+                        skip_checks=True,
+                        nstep=nsub,
+                        state=row,
+                    )
+                    out[r] = row[0]
+                except mujoco.FatalError:
+                    out[r] = state0[r]
+                    out[r, :, 0] = -1.0  # time goes back: the guard marks it unstable
+
+    def _replay(self, i: int, start: np.ndarray, ctrl: np.ndarray) -> None:
+        """Redo sub-env ``i``'s last substep on its own ``MjData`` (derived quantities)."""
+        model, data = self._models[i], self._datas[i]
+        mujoco.mj_setState(model, data, start, _FULLPHYSICS)
+        data.ctrl[:] = ctrl
+        with contextlib.suppress(mujoco.FatalError):  # the batched state says what happened
+            mujoco.mj_step(model, data)
+        mujoco.mj_setState(model, data, self._state[i], _FULLPHYSICS)
+
+    def _data_call(self, i: int, method: Any) -> Any:
+        """``method(model, data)`` of sub-env ``i`` (its live ``MjData``)."""
+        return method(self._models[i], self._datas[i])
+
+    def _batch_state(self, rows: slice | np.ndarray) -> BatchState:
+        state = self._state[rows]
+        models = self._models if isinstance(rows, slice) else [self._models[i] for i in rows]
+        return BatchState(
+            models=models,
+            time=state[:, 0],
+            qpos=state[:, self._slices["qpos"]],
+            qvel=state[:, self._slices["qvel"]],
+            act=state[:, self._slices["act"]],
+        )
+
+    def _probe_task(self) -> None:
+        """Find which task methods run batched (their ``*_batch`` answers, not ``None``).
+
+        If any does not, every sub-env keeps a live ``MjData`` (the per-env methods read it).
+        """
+        state = self._batch_state(slice(None))
+        no = np.zeros(self.num_envs, dtype=bool)
+        self._batched = {
+            "observation": self.task.observation_batch(state) is not None,
+            "terminated": self.task.terminated_batch(state) is not None,
+            "diverged": self.task.diverged_batch(state) is not None,
+            "reward": not self._custom_step_reward
+            and self.task.reward_batch(state, no) is not None,
+        }
+        self._live_data = self._custom_before or not all(self._batched.values())
+        if not self._live_data:
+            self._datas = [None] * self.num_envs
+
+    def _call_batched(self, name: str, *args: Any) -> np.ndarray | None:
+        """``task.<name>_batch(*args)``, or ``None`` if the task computes it per env."""
+        if self._batched is None or not self._batched[name]:
+            return None
+        return getattr(self.task, f"{name}_batch")(*args)
+
+    def _observe(self, rows: slice | np.ndarray) -> np.ndarray:
+        """Noisy observations of ``rows``, shape ``(len(rows), *obs_shape)``."""
+        obs = self._call_batched("observation", self._batch_state(rows))
+        idx = np.arange(self.num_envs)[rows]
+        if obs is None:
+            obs = np.stack([self._data_call(i, self.task.observation) for i in idx])
+        obs = np.array(obs, dtype=np.float64).reshape(len(idx), *self._obs_shape)
+        noisy = self._noise_std[idx] > 0
+        if noisy.any():
+            sel = idx[noisy]
+            z = self._noise(sel)
+            obs[noisy] = obs[noisy] + (self._noise_std[sel, None] * z).reshape(
+                sel.size, *self._obs_shape
+            )
+        return obs
+
+    def _noise(self, rows: np.ndarray) -> np.ndarray:
+        """Next standard-normal row ``(len(rows), obs_size)`` of each sub-env's stream."""
+        for i in rows[self._noise_pos[rows] >= _NOISE_CHUNK]:
+            rng = self._rng(i)
+            self._noise_saved[i] = rng.bit_generator.state
+            self._noise_buf[i] = rng.standard_normal(self._noise_buf.shape[1:])
+            self._noise_pos[i] = 0
+        z = self._noise_buf[rows, self._noise_pos[rows]]
+        self._noise_pos[rows] += 1
+        return z
+
+    def _infos(
+        self, rows: slice | np.ndarray, unstable: np.ndarray, mask: np.ndarray | None
+    ) -> dict[str, Any]:
+        """Vector info dict (gymnasium's format: arrays ``(n,)`` plus ``_key`` masks)."""
+        n = self.num_envs
+        if mask is None:
+            mask = np.ones(n, dtype=bool)
+        theta = np.zeros_like(self._theta)
+        theta[rows] = self._theta[rows]
+        flags = np.zeros(n, dtype=bool)
+        flags[rows] = unstable
+        fidelity = np.full(n, None, dtype=object)
+        fidelity[rows] = self._fidelity[rows]
+        return {
+            "theta": {
+                **{name: theta[:, j] for j, name in enumerate(self._names)},
+                **{f"_{name}": mask for name in self._names},
+            },
+            "_theta": mask,
+            "fidelity": fidelity,
+            "_fidelity": mask,
+            "unstable": flags,
+            "_unstable": mask,
+        }
+
+    def _record_costs(
+        self, elapsed: float, physics: np.ndarray, stepping: np.ndarray, codes: np.ndarray
+    ) -> None:
+        """Attribute the step's wall time to fidelities: own physics + a share of the rest.
+
+        Args:
+            elapsed: Wall time of the step.
+            physics: Rollout time attributed to each row, shape ``(n,)``.
+            stepping: Rows that advanced, shape ``(n,)``.
+            codes: Fidelity index of each row during the step, shape ``(n,)``.
+        """
+        stepped = int(stepping.sum())
+        if not stepped:
+            return
+        overhead = max(0.0, elapsed - float(physics.sum())) / stepped
+        counts = np.bincount(codes[stepping], minlength=len(FIDELITIES))
+        seconds = np.bincount(codes[stepping], physics[stepping], minlength=len(FIDELITIES))
+        for code in np.flatnonzero(counts):
+            count = int(counts[code])
+            self._record_cost(FIDELITIES[code], seconds[code] / count + overhead, count)
+
+
+class SubEnv:
+    """A view of one sub-env of a :class:`BatchedVectorEnv` (what ``SyncVectorEnv.envs`` holds).
+
+    Args:
+        vector_env: The batched env.
+        index: The sub-env's index.
+    """
+
+    def __init__(self, vector_env: BatchedVectorEnv, index: int) -> None:
+        self.vector_env = vector_env
+        self.index = index
+
+    @property
+    def unwrapped(self) -> SubEnv:
+        """The view itself (mirrors ``gym.Env.unwrapped`` for code written for sync envs)."""
+        return self
+
+    @property
+    def theta(self) -> dict[str, float]:
+        """Theta of the sub-env's current episode."""
+        venv = self.vector_env
+        return dict(zip(venv._names, venv._theta[self.index].tolist(), strict=True))
+
+    @property
+    def fidelity(self) -> str:
+        """Fidelity of the sub-env's current episode."""
+        return str(self.vector_env._fidelity[self.index])
+
+    @property
+    def distribution(self) -> TaskDistribution:
+        """The sub-env's task distribution (used from its next reset)."""
+        return self.vector_env._dists[self.index]
+
+    @property
+    def model(self) -> mujoco.MjModel | None:
+        """The current episode's model."""
+        return self.vector_env._models[self.index]
+
+    @property
+    def elapsed_steps(self) -> int:
+        """Environment steps taken in the current episode."""
+        return int(self.vector_env._steps[self.index])
+
+    def set_task_distribution(self, distribution: TaskDistribution | Mapping[str, Any]) -> None:
+        """Replace this sub-env's task distribution (from its next reset)."""
+        self.vector_env.set_task_distribution(distribution, indices=[self.index])
+
+
+def _scatter(values: np.ndarray, rows: slice | np.ndarray, n: int, fill: Any) -> np.ndarray:
+    """``values`` for ``rows`` placed in an ``(n,)`` array filled with ``fill`` elsewhere."""
+    if isinstance(rows, slice):
+        return values
+    out = np.full(n, fill, dtype=values.dtype)
+    out[rows] = values
+    return out
+
+
+def _is_point(distribution: TaskDistribution) -> bool:
+    """Whether every draw of ``distribution`` is the same theta (and consumes no randomness)."""
+    if len(distribution.components) != 1:
+        return False
+    _, low, high = distribution.components[0]
+    return low == high
+
+
+def _size_signature(model: mujoco.MjModel) -> tuple[int, ...]:
+    """All size fields of ``model``: models with equal signatures can share an ``MjData``."""
+    global _SIZE_FIELDS
+    if _SIZE_FIELDS is None:
+        _SIZE_FIELDS = tuple(
+            name
+            for name in dir(model)
+            if name.startswith("n") and isinstance(getattr(model, name), int)
+        )
+    return tuple(getattr(model, name) for name in _SIZE_FIELDS)

@@ -1,0 +1,409 @@
+"""BatchedVectorEnv: one mujoco.rollout call per step reproduces TaskEnv sub-env by sub-env."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import pytest
+
+import generators
+from generators import Family, ParamSpace, TaskDistribution
+from generators.inverted_pendulum import InvertedPendulumFamily, InvertedPendulumTask
+from generators.task import BatchState
+from generators.vector import BatchedVectorEnv, SubEnv
+
+FIDELITIES = ("coarse", "fine")
+
+
+def run_batched(
+    venv: BatchedVectorEnv, actions: np.ndarray, seed: int
+) -> list[list[tuple[str, ...]]]:
+    """Step ``venv`` through ``actions`` ``(T, n, nu)``; per sub-env the reset/step records."""
+    n = venv.num_envs
+    obs, info = venv.reset(seed=seed)
+    records: list[list[tuple]] = [[("reset", obs[i], info["theta"], i)] for i in range(n)]
+    done = np.zeros(n, dtype=bool)
+    for a in actions:
+        obs, rew, term, trunc, info = venv.step(a)
+        for i in range(n):
+            if done[i]:  # next-step autoreset: the action was ignored
+                assert rew[i] == 0.0 and not term[i] and not trunc[i]
+                records[i].append(("reset", obs[i], info["theta"], i))
+            else:
+                unstable = bool(info["unstable"][i])
+                records[i].append(("step", obs[i], rew[i], term[i], trunc[i], a[i], unstable))
+        done = term | trunc
+    return records
+
+
+def replay_single(env: gym.Env, records: list[tuple], seed: int, atol: float) -> int:
+    """Replay one sub-env's records on a TaskEnv; return the number of episodes."""
+    episodes = 0
+    for k, rec in enumerate(records):
+        if rec[0] == "reset":
+            obs, info = env.reset(seed=seed if k == 0 else None)
+            i = rec[3]
+            expected = {key: v[i] for key, v in rec[2].items() if not key.startswith("_")}
+            assert info["theta"] == pytest.approx(expected)
+            episodes += 1
+        else:
+            obs, rew, term, trunc, info = env.step(rec[5])
+            assert (rew, term, trunc, info["unstable"]) == pytest.approx(
+                (*rec[2:5], rec[6]), abs=atol
+            )
+        np.testing.assert_allclose(rec[1], obs, rtol=0, atol=atol)
+    return episodes
+
+
+def assert_equivalent(
+    family: Family,
+    dist: TaskDistribution,
+    *,
+    n: int = 4,
+    steps: int = 60,
+    seed: int = 7,
+    nthread: int = 2,
+    atol: float = 1e-9,
+    actions: np.ndarray | None = None,
+) -> int:
+    venv = BatchedVectorEnv(family, n, distribution=dist, nthread=nthread)
+    if actions is None:
+        low, high = family.task.action_space.low, family.task.action_space.high
+        rng = np.random.default_rng(seed)
+        actions = rng.uniform(low, high, size=(steps, n, low.size))
+    records = run_batched(venv, actions, seed)
+    episodes = 0
+    for i in range(n):
+        env = family.make_env(distribution=dist)
+        episodes += replay_single(env, records[i], seed + i, atol)
+    venv.close()
+    return episodes
+
+
+# ---------------------------------------------------------------------------------------------
+# Equivalence with TaskEnv
+
+
+@pytest.mark.parametrize("fidelity", FIDELITIES)
+def test_udr_sub_envs_equal_task_env(family: Family, space: ParamSpace, fidelity: str) -> None:
+    """Different physics per sub-env (uniform DR), several episodes each, random actions."""
+    episodes = assert_equivalent(family, TaskDistribution.uniform(space, fidelity), steps=80)
+    assert episodes > 8  # random actions drop the pole: autoresets were exercised
+
+
+@pytest.mark.parametrize("fidelity", FIDELITIES)
+def test_latency_and_noise_equal_task_env(family: Family, space: ParamSpace, fidelity: str) -> None:
+    """Per-sub-env latency FIFOs and observation noise streams, including over resets."""
+    boxes = [
+        ([0.2] * 6 + [0.0, 0.2], [0.8] * 6 + [1.0, 1.0]),  # latency 0..3, noise up to 0.05
+        ([0.5] * 6 + [1.0, 1.0], [0.5] * 6 + [1.0, 1.0]),  # latency 3, noise 0.05
+    ]
+    dist = TaskDistribution.mixture(boxes, fidelity=fidelity)
+    assert_equivalent(family, dist, n=5, steps=70, nthread=1)
+
+
+def test_fixed_theta_point_equals_task_env(family: Family, space: ParamSpace, balance) -> None:
+    """A point distribution (cached theta) over a long balanced episode."""
+    dist = TaskDistribution.point(space, {"latency_steps": 1, "obs_noise_std": 0.01}, "fine")
+    venv = BatchedVectorEnv(family, 2, distribution=dist, nthread=1)
+    env = family.make_env(distribution=dist)
+    obs, _ = venv.reset(seed=3)
+    single, _ = env.reset(seed=3)
+    for t in range(150):
+        action = balance(t, obs[0])
+        obs, rew, term, _, _ = venv.step(np.stack([action, action]))
+        single, r, te, _, _ = env.step(action)
+        np.testing.assert_allclose(obs[0], single, rtol=0, atol=1e-9)
+        assert (rew[0], term[0]) == (r, te)
+    assert venv.envs[0].elapsed_steps == 150
+
+
+@pytest.mark.parametrize("name", sorted(generators.FAMILIES))
+def test_every_family_matches_its_task_env(name: str) -> None:
+    """Families added later (per-env task methods, live MjData) are covered too.
+
+    With always-active constraints (dry friction, contacts) and a bounded solver budget the
+    result depends on the solver's warm start, which ``mujoco.rollout`` does not carry from
+    one control step to the next: states then differ by ~1e-6 per step, hence the tolerance.
+    """
+    family = generators.get_family(name)
+    for fidelity in family.fidelities:
+        dist = TaskDistribution.uniform(family.space, fidelity)
+        assert_equivalent(family, dist, n=3, steps=20, atol=1e-4)
+
+
+class _PerEnvTask(InvertedPendulumTask):
+    """Only the per-MjData methods, reading derived quantities, ``before`` and the action."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(7,), dtype=np.float64)
+
+    def observation(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
+        tip = data.geom("cpole").xpos  # as mj_step leaves it (from the last substep)
+        return np.concatenate([data.qpos, data.qvel, tip, [data.ctrl[0]]])[:7]
+
+    def observation_batch(self, state: BatchState) -> None:
+        return None
+
+    def terminated_batch(self, state: BatchState) -> None:
+        return None
+
+    def before_step(self, model: mujoco.MjModel, data: mujoco.MjData) -> float:
+        return float(data.qpos[0])
+
+    def step_reward(self, model, data, terminated, action, before) -> float:  # type: ignore[override]
+        return float(data.qpos[0] - before) - 0.01 * float(action[0]) ** 2
+
+
+def test_per_env_task_methods_see_the_same_data(space: ParamSpace) -> None:
+    family = InvertedPendulumFamily()
+    family.task = _PerEnvTask()
+    for fidelity in FIDELITIES:
+        assert_equivalent(family, TaskDistribution.uniform(space, fidelity), steps=40, atol=1e-8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Autoreset, truncation and the stability guard
+
+
+def test_next_step_autoreset_through_episode_ends(family: Family, space: ParamSpace) -> None:
+    """RLlib's SingleAgentEnvRunner expects gymnasium's next-step autoreset."""
+    no_noise = ([0.0] * 7 + [0.0], [1.0] * 7 + [0.0])  # every parameter varies but the noise
+    dist = TaskDistribution.mixture([no_noise], fidelity="coarse")
+    venv = BatchedVectorEnv(family, 2, distribution=dist)
+    assert venv.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
+    venv.reset(seed=0)
+    push = np.array([[3.0], [0.0]])
+    for _ in range(100):
+        obs, rew, term, trunc, info = venv.step(push)
+        if term[0]:
+            break
+    assert term[0] and not trunc[0] and rew[0] == 0.0
+    old_theta = venv.envs[0].theta
+    obs, rew, term, trunc, info = venv.step(np.array([[-3.0], [0.0]]))
+    assert rew[0] == 0.0 and not term[0] and not trunc[0]
+    assert venv.envs[0].elapsed_steps == 0  # reset, the action was ignored
+    assert np.abs(obs[0]).max() <= 0.01  # a reset state: U(-0.01, 0.01) around the origin
+    assert venv.envs[0].theta != old_theta
+    assert info["theta"]["pole_mass"][0] == venv.envs[0].theta["pole_mass"]
+    obs, rew, term, *_ = venv.step(np.zeros((2, 1)))
+    assert rew[0] == 1.0 and venv.envs[0].elapsed_steps == 1
+
+
+def test_truncation_after_max_episode_steps(family: Family, balance) -> None:
+    venv = family.make_vector_env(2)
+    obs, _ = venv.reset(seed=1)
+    for t in range(family.max_episode_steps):
+        obs, rew, term, trunc, _ = venv.step(np.stack([balance(t, o) for o in obs]))
+        assert not term.any()
+    assert trunc.all() and (rew == 1.0).all()
+    _, rew, _, trunc, _ = venv.step(np.zeros((2, 1)))
+    assert not trunc.any() and (rew == 0.0).all()
+    assert [env.elapsed_steps for env in venv.envs] == [0, 0]
+
+
+def test_stability_guard_ends_only_the_exploding_sub_env(family: Family) -> None:
+    venv = family.make_vector_env(3)
+    venv.reset(seed=0)
+    venv.reset(options={"theta": {"actuator_gain": 1e5}, "reset_mask": np.array([0, 1, 0], bool)})
+    _, rew, term, _, info = venv.step(np.full((3, 1), 3.0))
+    np.testing.assert_array_equal(info["unstable"], [False, True, False])
+    np.testing.assert_array_equal(term, [False, True, False])
+    assert rew[1] == 0.0 and venv.unstable_episodes == 1
+    obs, rew, term, *_ = venv.step(np.array([[np.nan], [np.inf], [-np.inf]]))  # never raises
+    assert np.isfinite(obs).all() and venv.envs[1].elapsed_steps == 0
+    assert venv.envs[1].theta["actuator_gain"] == 1.0  # autoreset drew from the distribution
+
+
+def test_unstable_count_matches_task_env(family: Family, space: ParamSpace) -> None:
+    theta = {"actuator_gain": 1e4}
+    venv = family.make_vector_env(2)
+    env = family.make_env()
+    venv.reset(seed=0, options={"theta": theta})
+    env.reset(seed=0, options={"theta": theta})
+    _, _, term, _, info = venv.step(np.full((2, 1), 3.0))
+    _, _, te, _, inf = env.step(np.array([3.0]))
+    assert term[0] == te and info["unstable"][0] == inf["unstable"]
+    assert venv.unstable_episodes == 2 * env.unstable_episodes == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Distribution handling, views, API
+
+
+def test_set_task_distribution_reaches_sub_envs(family: Family, space: ParamSpace) -> None:
+    venv = family.make_vector_env(3, distribution=TaskDistribution.uniform(space))
+    obs, infos = venv.reset(seed=0)
+    assert obs.shape == (3, 4) and len(set(infos["theta"]["pole_mass"])) == 3
+    venv.set_task_distribution(TaskDistribution.point(space, {"cart_mass": 0.7}, "coarse"))
+    assert venv.fidelity == "coarse" and venv.envs[0].fidelity == "fine"  # from next reset
+    _, infos = venv.reset(seed=1)
+    np.testing.assert_allclose(infos["theta"]["cart_mass"], 0.7)
+    assert list(infos["fidelity"]) == ["coarse"] * 3
+    venv.call("set_task_distribution", TaskDistribution.point(space, {"pole_mass": 1.5}))
+    venv.envs[2].set_task_distribution(TaskDistribution.point(space, {"pole_mass": 0.5}))
+    venv.reset()
+    assert [e.theta["pole_mass"] for e in venv.envs] == [1.5, 1.5, 0.5]
+    assert all(isinstance(e, SubEnv) and e.unwrapped is e for e in venv.envs)
+    assert venv.get_attr("fidelity") == ("fine",) * 3
+    with pytest.raises(ValueError, match="dims"):
+        venv.set_task_distribution(TaskDistribution([(1.0, [0.5], [0.5])]))
+    with pytest.raises(ValueError, match="cannot simulate fidelity 'surrogate'"):
+        venv.set_task_distribution(TaskDistribution.uniform(space, "surrogate"))
+
+
+def test_mixed_fidelities_step_in_one_batch(family: Family, space: ParamSpace) -> None:
+    venv = family.make_vector_env(4, distribution=TaskDistribution.uniform(space, "fine"))
+    venv.set_task_distribution(TaskDistribution.uniform(space, "coarse"), indices=[1, 3])
+    venv.reset(seed=0)
+    for _ in range(5):
+        venv.step(np.zeros((4, 1)))
+    assert [e.fidelity for e in venv.envs] == ["fine", "coarse", "fine", "coarse"]
+    costs = venv.costs()
+    assert set(costs) == {"coarse", "fine"} and costs["fine"]["env_steps"] > 0
+
+
+def test_construction_and_config(family: Family, space: ParamSpace) -> None:
+    config = {
+        "family": "inverted_pendulum",
+        "num_envs": 2,
+        "space": space.to_dict(),
+        "distribution": TaskDistribution.point(space, {"pole_mass": 1.2}, "coarse").to_dict(),
+        "worker_index": 1,
+    }
+    venv = BatchedVectorEnv.from_config(config)
+    _, infos = venv.reset(seed=0)
+    assert venv.num_envs == 2 and venv.fidelity == "coarse"
+    assert infos["theta"]["pole_mass"][1] == 1.2
+    assert venv.single_action_space == family.task.action_space
+    assert venv.action_space.shape == (2, 1) and venv.observation_space.shape == (2, 4)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        family.make_vector_env(0)
+    with pytest.raises(ValueError, match="'num_envs'"):
+        BatchedVectorEnv.from_config({"family": "inverted_pendulum"})
+    with pytest.raises(ValueError, match="disagrees"):
+        BatchedVectorEnv(family, 2, "fine", distribution=TaskDistribution.uniform(space, "coarse"))
+    with pytest.raises(gym.error.ResetNeeded):
+        BatchedVectorEnv(family, 1).step(np.zeros((1, 1)))
+    with pytest.raises(ValueError, match="entries"):
+        venv.step(np.zeros((3, 1)))
+    venv.close()
+    assert venv.closed
+
+
+def test_seeding_and_partial_reset(family: Family, space: ParamSpace) -> None:
+    dist = TaskDistribution.uniform(space)
+    a = family.make_vector_env(3, distribution=dist)
+    b = family.make_vector_env(3, distribution=dist)
+    obs_a, _ = a.reset(seed=5)
+    obs_b, _ = b.reset(seed=[5, 6, 7])
+    np.testing.assert_array_equal(obs_a, obs_b)
+    before = obs_a.copy()
+    obs, infos = a.reset(seed=[None, 11, None], options={"reset_mask": np.array([0, 1, 0], bool)})
+    np.testing.assert_array_equal(obs[[0, 2]], before[[0, 2]])
+    np.testing.assert_array_equal(infos["_theta"], [False, True, False])
+    single, _ = family.make_env(distribution=dist).reset(seed=11)
+    np.testing.assert_array_equal(obs[1], single)
+
+
+# ---------------------------------------------------------------------------------------------
+# Measured cost
+
+
+def test_measured_cost_fine_exceeds_coarse(family: Family, space: ParamSpace, balance) -> None:
+    costs = {}
+    for fidelity in FIDELITIES:
+        venv = family.make_vector_env(48, fidelity)
+        assert math.isnan(venv.cost_s_per_step)
+        obs, _ = venv.reset(seed=0)
+        for t in range(120):
+            obs, *_ = venv.step(np.stack([balance(t, o) for o in obs]))
+        costs[fidelity] = venv.cost_s_per_step
+        data = venv.costs()
+        assert set(data) == {fidelity} and data[fidelity]["env_steps"] == 48 * 120
+        assert data[fidelity]["s_per_step"] == venv.cost(fidelity) > 0
+        venv.close()
+    assert costs["fine"] > costs["coarse"]
+
+
+# ---------------------------------------------------------------------------------------------
+# RLlib
+
+
+@pytest.mark.slow
+def test_rllib_ppo_trains_on_batched_env(ray_session) -> None:
+    from learners import LearnerConfig, RLlibLearner
+
+    family = generators.get_family("inverted_pendulum")
+    space = family.space
+    dist = TaskDistribution.point(space, None, "coarse")
+    spec = {
+        "kind": "family",
+        "family": family.name,
+        "fidelity": dist.fidelity,
+        "space": space.to_dict(),
+        "distribution": dist.to_dict(),
+    }
+    cfg = LearnerConfig(
+        num_env_runners=1,
+        num_envs_per_env_runner=4,
+        train_batch_size=200,
+        minibatch_size=100,
+        num_epochs=1,
+        hidden=[16, 16],
+        vectorize="batched",
+    )
+    learner = RLlibLearner(cfg, spec, seed=0)
+    try:
+        theta = {"pole_mass": 1.8, "latency_steps": 1}
+        assert learner.set_task_distribution(TaskDistribution.point(space, theta, "coarse")) == 4
+        stats = learner.train(400)
+        assert stats.env_steps >= 400 and stats.episodes > 0
+
+        def read(runner) -> list:
+            venv = runner.env.unwrapped
+            assert isinstance(venv, BatchedVectorEnv)
+            return [(e.theta, e.fidelity, venv.cost_s_per_step) for e in venv.envs]
+
+        remote = learner.algo.env_runner_group.foreach_env_runner(read, local_env_runner=False)
+        subs = [s for per_runner in remote for s in per_runner]
+        assert len(subs) == 4
+        for theta_i, fidelity, cost in subs:
+            assert theta_i["pole_mass"] == pytest.approx(1.8, rel=1e-5)
+            assert theta_i["latency_steps"] == 1 and fidelity == "coarse"
+            assert cost > 0
+    finally:
+        learner.stop()
+
+
+def test_learner_config_validates_vectorize() -> None:
+    from learners import LearnerConfig
+
+    LearnerConfig(vectorize="sync").validate()
+    with pytest.raises(ValueError, match="vectorize: unknown 'threads'"):
+        LearnerConfig(vectorize="threads").validate()
+
+
+def test_make_env_returns_batched_env_for_num_envs(space: ParamSpace) -> None:
+    from learners.rllib_learner import make_env, push_task_distribution
+
+    spec = {
+        "kind": "family",
+        "family": "inverted_pendulum",
+        "fidelity": "fine",
+        "space": space.to_dict(),
+        "distribution": TaskDistribution.point(space).to_dict(),
+    }
+    assert isinstance(make_env(spec), generators.TaskEnv)
+    venv = make_env({**spec, "num_envs": 3})
+    assert isinstance(venv, BatchedVectorEnv) and venv.num_envs == 3
+
+    class Runner:
+        env: object = gym.wrappers.vector.DictInfoToList(venv)
+
+    payload = TaskDistribution.point(space, {"pole_mass": 0.6}).to_dict()
+    assert push_task_distribution(Runner(), payload) == 3
+    venv.reset(seed=0)
+    assert {e.theta["pole_mass"] for e in venv.envs} == {0.6}
