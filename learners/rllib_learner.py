@@ -213,6 +213,27 @@ class RLlibLearner:
             train_s=time.perf_counter() - t0,
         )
 
+    def sim_costs(self) -> dict[str, float]:
+        """Measured simulation cost by fidelity (seconds per env step) over all EnvRunners.
+
+        Read from the batched vector envs, which time their own stepping; each runner's
+        smoothed value is weighted by the steps it measured. Empty for `vectorize=sync`.
+        """
+
+        def read(env_runner: Any) -> dict[str, dict[str, float]]:
+            if env_runner.env is None or not isinstance(env_runner.env.unwrapped, BatchedVectorEnv):
+                return {}
+            return env_runner.env.unwrapped.costs()
+
+        per_runner = self.algo.env_runner_group.foreach_env_runner(read, local_env_runner=True)
+        totals: dict[str, list[float]] = {}
+        for costs in per_runner:
+            for fidelity, c in costs.items():
+                acc = totals.setdefault(fidelity, [0.0, 0.0])
+                acc[0] += c["s_per_step"] * c["env_steps"]
+                acc[1] += c["env_steps"]
+        return {f: seconds / steps for f, (seconds, steps) in totals.items() if steps > 0}
+
     def policy(self) -> MLPPolicy:
         """The current deterministic policy (action mean) as a local torch module.
 

@@ -277,6 +277,7 @@ class Loop:
         )
         self._show("evaluating")
         state.env_steps[dist.fidelity] += stats.env_steps
+        costs = self.learner.sim_costs()  # measured, for the scheduler and the journal
         state.unstable_episodes += stats.unstable_episodes
         policy = self.learner.policy()
         # 4. Evaluate: per region on high-fidelity sim; on the reality proxy on a cadence.
@@ -300,6 +301,7 @@ class Loop:
             "train/return_mean": stats.episode_return_mean,
             "train/unstable_episodes": stats.unstable_episodes,
             "train/s": stats.train_s,
+            **{f"cost/{fid}_s_per_step": c for fid, c in costs.items()},
             "eval/region_return_mean": float(region_means.mean()),
             "eval/region_return_min": float(region_means.min()),
             "eval/region_error_mean": float(np.mean([r.error for r in regions])),

@@ -75,6 +75,13 @@ def test_train_counts_steps_and_episodes(learner: RLlibLearner) -> None:
     assert stats.episodes > 0 and np.isfinite(stats.episode_return_mean)
 
 
+def test_measured_sim_cost_reaches_the_learner(learner: RLlibLearner) -> None:
+    learner.train(400)
+    costs = learner.sim_costs()
+    assert set(costs) == {"fine"}  # the only fidelity trained here
+    assert 0 < costs["fine"] < 0.01  # seconds per env step
+
+
 def test_exported_policy_is_the_modules_mean_action(learner: RLlibLearner) -> None:
     policy = learner.policy()
     module = learner.algo.get_module()

@@ -95,6 +95,7 @@ def test_run_writes_the_run_directory_contract(tmp_path: Path) -> None:
     records = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
     keys = {k for r in records for k, v in r.items() if isinstance(v, int | float)}
     assert "real/transfer_ratio" in keys
+    assert "cost/fine_s_per_step" in keys  # measured simulation cost, for the scheduler
     missing = [k for k in sorted(keys) if k.encode() not in logged]
     assert not missing, missing
     assert list((run_dir / "wandb").glob("offline-run-*/files/media/images/regions/map_*.png"))
