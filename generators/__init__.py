@@ -4,13 +4,7 @@ Importing the package registers the built-in families (``inverted_pendulum``,
 ``cartpole_swingup``, ``reacher``, ``hopper``) and their reality proxies.
 """
 
-import os
-
-# Generators never render; without this, importing mujoco probes GLFW and warns on headless
-# machines. A user who renders sets MUJOCO_GL themselves.
-os.environ.setdefault("MUJOCO_GL", "disable")
-
-
+from generators import _mujoco_setup  # noqa: F401  (first: headless GL, warnings to logging)
 from generators import cartpole_swingup as _cartpole_swingup  # noqa: F401  (registers)
 from generators import hopper as _hopper  # noqa: F401  (registers)
 from generators import inverted_pendulum as _inverted_pendulum  # noqa: F401  (registers)
