@@ -23,6 +23,7 @@ import numpy as np
 from gymnasium.error import ResetNeeded
 
 from generators.distribution import TaskDistribution
+from generators.episodes import EpisodeLog
 from generators.families import Family, get_family
 from generators.space import ParamSpace
 from generators.task import ChannelEffects, Task
@@ -221,6 +222,9 @@ class TaskEnv(MujocoTaskEnv):
             space, distribution = config.space, config.distribution
         self.family = get_family(family) if isinstance(family, str) else family
         super().__init__(self.family.task)
+        self.episode_log = EpisodeLog()
+        """Finished episodes (theta, fidelity, return, length, unstable), drained by learners."""
+        self._return = 0.0
         self.space = self.family.space if space is None else space
         self.family.check_space(self.space)
         if distribution is None:
@@ -252,6 +256,27 @@ class TaskEnv(MujocoTaskEnv):
     def fidelity(self) -> str:
         """Fidelity of the current task distribution (applies from the next reset)."""
         return self.distribution.fidelity
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode at a theta drawn from the task distribution."""
+        self._return = 0.0
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Advance one control step; a finished episode is added to :attr:`episode_log`."""
+        obs, reward, terminated, truncated, info = super().step(action)
+        self._return += reward
+        if terminated or truncated:
+            self.episode_log.add(
+                [float(x) for x in self.space.to_unit(info["theta"])],
+                info["fidelity"],
+                self._return,
+                self.elapsed_steps,
+                info["unstable"],
+            )
+        return obs, reward, terminated, truncated, info
 
     def set_task_distribution(self, distribution: TaskDistribution | Mapping[str, Any]) -> None:
         """Replace the task distribution; it takes effect at the next reset.

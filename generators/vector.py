@@ -35,6 +35,7 @@ from gymnasium.vector.utils import batch_space
 
 from generators.distribution import TaskDistribution
 from generators.env import _MODEL_CACHE_SIZE, _as_distribution, _EnvConfig, _round_significant
+from generators.episodes import EpisodeLog
 from generators.families import FIDELITIES, Family, get_family
 from generators.space import ParamSpace
 from generators.task import LATENCY, BatchState, ChannelEffects, Task
@@ -207,6 +208,9 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._cost_smoothing = float(cost_smoothing)
         self._cost: dict[str, list[float]] = {}
         self.unstable_episodes = 0
+        self.episode_log = EpisodeLog()
+        """Finished episodes (theta, fidelity, return, length, unstable), drained by learners."""
+        self._returns = np.zeros(n)
         self.envs = [SubEnv(self, i) for i in range(n)]
 
     # -----------------------------------------------------------------------------------------
@@ -444,6 +448,16 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             self._reset_envs(reset_idx, None)
         self._obs = self._observe(slice(None))
         self._done = terminated | truncated
+        self._returns += rewards
+        for i in np.flatnonzero(self._done):
+            theta = dict(zip(self._names, self._theta[i], strict=True))
+            self.episode_log.add(
+                [float(x) for x in self.space.to_unit(theta)],
+                str(self._fidelity[i]),
+                self._returns[i],
+                int(self._steps[i]),
+                bool(unstable[i]),
+            )
         infos = self._infos(slice(None), unstable, None)
 
         elapsed = time.perf_counter() - t_start
@@ -518,6 +532,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             self._fidelity[i] = dist.fidelity
             self._fid_code[i] = FIDELITIES.index(dist.fidelity)
             self._steps[i] = 0
+            self._returns[i] = 0.0
             self._done[i] = False
             self._episode_unstable[i] = False
             data = self._data(i)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +114,8 @@ class TrainStats:
     """Episodes ended by the stability guard in this call."""
     train_s: float
     """Wall time of this call."""
+    episode_log: list[dict[str, Any]] = field(default_factory=list)
+    """Finished episodes of this call from every EnvRunner (see `generators.EpisodeLog`)."""
 
 
 class RLlibLearner:
@@ -211,7 +213,23 @@ class RLlibLearner:
             episode_return_mean=ret,
             unstable_episodes=unstable,
             train_s=time.perf_counter() - t0,
+            episode_log=self.drain_episodes(),
         )
+
+    def drain_episodes(self) -> list[dict[str, Any]]:
+        """Collect (and clear) the finished-episode logs of every sub-env on every EnvRunner."""
+
+        def drain(env_runner: Any) -> list[dict[str, Any]]:
+            if env_runner.env is None:
+                return []
+            venv = env_runner.env.unwrapped
+            if isinstance(venv, BatchedVectorEnv):
+                return venv.episode_log.drain()
+            logs = [getattr(env.unwrapped, "episode_log", None) for env in venv.envs]
+            return [record for log in logs if log is not None for record in log.drain()]
+
+        per_runner = self.algo.env_runner_group.foreach_env_runner(drain, local_env_runner=True)
+        return [record for records in per_runner for record in records]
 
     def sim_costs(self) -> dict[str, float]:
         """Measured simulation cost by fidelity (seconds per env step) over all EnvRunners.

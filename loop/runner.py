@@ -36,10 +36,10 @@ from evaluators import (
     transfer_ratio,
     zero_policy,
 )
-from generators import FIDELITIES, ParamSpace, TaskDistribution, get_family, get_reality
+from generators import FIDELITIES, ParamSpace, Region, TaskDistribution, get_family, get_reality
 from loop.checkpoint import Checkpoints, load_state, save_state
 from loop.config import Config, ConfigError
-from loop.controllers import ProposalResult, make_controller, to_task_distribution
+from loop.controllers import Proposal, ProposalResult, make_controller, to_task_distribution
 from loop.journal import Journal, jsonable
 from loop.tracking import Tracker
 
@@ -66,6 +66,10 @@ class LoopState:
     controller_s: float = 0.0
     rejected_batches: int = 0
     unstable_episodes: int = 0
+    region_train_episodes: list[int] = field(default_factory=list)
+    """Training episodes per region (index as in `regions`), over the whole run."""
+    region_unstable: list[int] = field(default_factory=list)
+    """Training episodes ended by the stability guard per region, over the whole run."""
     real: dict[str, float | None] | None = None
     """Latest real-proxy evaluation: iteration, real_return, stderr, transfer_ratio."""
 
@@ -74,6 +78,32 @@ def _numpy_rng_state() -> list[Any]:
     """numpy's global RNG state as plain data (loadable with `weights_only=True`)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+
+
+def per_region(episodes: list[dict[str, Any]], regions: list[Region]) -> list[dict[str, Any]]:
+    """Training episodes, unstable ones and mean return in each region (unit-cube theta)."""
+    out = []
+    for region in regions:
+        inside = [e for e in episodes if region.contains(np.asarray(e["theta_u"]))]
+        returns = [e["return"] for e in inside]
+        out.append(
+            {
+                "index": region.index,
+                "episodes": len(inside),
+                "unstable": sum(e["unstable"] for e in inside),
+                "return_mean": float(np.mean(returns)) if returns else None,
+            }
+        )
+    return out
+
+
+def count_unstable(episodes: list[dict[str, Any]], proposal: Proposal, tol: float = 1e-6) -> int:
+    """Unstable training episodes whose theta lies in `proposal`'s box: its infeasibility."""
+    low, high = np.asarray(proposal.low) - tol, np.asarray(proposal.high) + tol
+    return sum(
+        bool(e["unstable"]) and bool(np.all((low <= e["theta_u"]) & (e["theta_u"] <= high)))
+        for e in episodes
+    )
 
 
 def family_env_spec(cfg: Config, space: ParamSpace, dist: TaskDistribution) -> dict[str, Any]:
@@ -209,7 +239,9 @@ class Loop:
         self.regions = self.space.regions(self.region_dims, cfg.eval.region_bins)
         self.journal = Journal(self.run_dir / "journal.jsonl")
         self.checkpoints = Checkpoints(self.run_dir / "checkpoints", cfg.run.keep_checkpoints)
-        self.state = LoopState()
+        self.state = LoopState(
+            region_train_episodes=[0] * len(self.regions), region_unstable=[0] * len(self.regions)
+        )
         self.controller = make_controller(
             cfg.controller.method, self.space, cfg.controller.fidelity, cfg.seed
         )
@@ -279,6 +311,10 @@ class Loop:
         state.env_steps[dist.fidelity] += stats.env_steps
         costs = self.learner.sim_costs()  # measured, for the scheduler and the journal
         state.unstable_episodes += stats.unstable_episodes
+        train_regions = per_region(stats.episode_log, self.regions)
+        for r in train_regions:
+            state.region_train_episodes[r["index"]] += r["episodes"]
+            state.region_unstable[r["index"]] += r["unstable"]
         policy = self.learner.policy()
         # 4. Evaluate: per region on high-fidelity sim; on the reality proxy on a cadence.
         t_eval = time.perf_counter()
@@ -300,6 +336,8 @@ class Loop:
             "train/episodes": stats.episodes,
             "train/return_mean": stats.episode_return_mean,
             "train/unstable_episodes": stats.unstable_episodes,
+            "train/unstable_regions": sum(r["unstable"] > 0 for r in train_regions),
+            "train/regions": train_regions,
             "train/s": stats.train_s,
             **{f"cost/{fid}_s_per_step": c for fid, c in costs.items()},
             "eval/region_return_mean": float(region_means.mean()),
@@ -316,7 +354,12 @@ class Loop:
         share = weights / weights.sum()
         self.controller.observe(
             [
-                ProposalResult(p, stats.episode_return_mean, float(stats.train_s * s))
+                ProposalResult(
+                    p,
+                    stats.episode_return_mean,
+                    float(stats.train_s * s),
+                    unstable=count_unstable(stats.episode_log, p),
+                )
                 for p, s in zip(proposals, share, strict=True)
             ]
         )
@@ -547,7 +590,14 @@ class Loop:
             "controller_s": state.controller_s,
             "rejected_batches": state.rejected_batches,
             "unstable_episodes": state.unstable_episodes,
-            "regions": [r.to_dict() for r in self.last_regions],
+            "regions": [
+                {
+                    **r.to_dict(),
+                    "train_episodes": state.region_train_episodes[r.index],
+                    "train_unstable": state.region_unstable[r.index],
+                }
+                for r in self.last_regions
+            ],
             "controller": self.cfg.controller.method,
             "seed": self.cfg.seed,
         }

@@ -190,3 +190,28 @@ def test_compare_runs_every_method_and_seed_then_reuses_them(tmp_path: Path) -> 
     assert again.returncode == 0
     assert json.loads((base / "compare.json").read_text())["runs"] == result["runs"]
     assert "nominal, seed 0" not in again.stdout
+
+
+def test_unstable_worlds_are_survived_counted_per_region_and_reported(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = cli(
+        "run",
+        "configs/default.yaml",
+        *TINY,
+        f"run.dir={run_dir}",
+        "oracle.reference_return=1000",
+        "budget.iterations=2",
+        # Tiny pole masses with huge gains blow up: half of each axis is unstable physics.
+        "space.pole_mass.low=1e-6",
+        "space.actuator_gain.high=10000",
+        "eval.region_dims=[pole_mass,actuator_gain]",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    per_region = [r["train_unstable"] for r in summary["regions"]]
+    assert sum(per_region) == summary["unstable_episodes"] > 0
+    assert all(r["train_episodes"] > 0 for r in summary["regions"])
+    latest = Checkpoints(run_dir / "checkpoints").latest()
+    observations = load_state(latest / "state.pt")["controller"]["observations"]
+    assert sum(o["unstable"] for o in observations) == summary["unstable_episodes"]

@@ -1,0 +1,45 @@
+"""A bounded log of finished training episodes: where in Theta they ran and how they went.
+
+Envs append one record per finished episode; the learner drains the logs of every EnvRunner
+after training, so the loop can count unstable episodes per region and hand the controller
+its learning signal without reading RLlib's internal counters.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+
+class EpisodeLog:
+    """FIFO of episode records (plain dicts), capped at `maxlen`; the oldest are dropped.
+
+    Each record: `theta_u` (list, the unit-cube coordinates of the episode's theta in the
+    env's parameter space), `fidelity`, `return`, `length` (env steps) and `unstable`.
+    """
+
+    def __init__(self, maxlen: int = 20_000) -> None:
+        self._records: deque[dict[str, Any]] = deque(maxlen=maxlen)
+        self.dropped = 0
+        """Records pushed out unread because the log was full."""
+
+    def add(
+        self, theta_u: list[float], fidelity: str, ret: float, length: int, unstable: bool
+    ) -> None:
+        if len(self._records) == self._records.maxlen:
+            self.dropped += 1
+        self._records.append(
+            {
+                "theta_u": theta_u,
+                "fidelity": fidelity,
+                "return": float(ret),
+                "length": int(length),
+                "unstable": bool(unstable),
+            }
+        )
+
+    def drain(self) -> list[dict[str, Any]]:
+        """All records since the last drain, oldest first; the log is empty afterwards."""
+        out = list(self._records)
+        self._records.clear()
+        return out
