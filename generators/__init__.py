@@ -4,11 +4,11 @@ Importing the package registers the built-in families (``inverted_pendulum``,
 ``cartpole_swingup``, ``reacher``, ``hopper``) and their reality proxies.
 """
 
-from generators import _mujoco_setup  # noqa: F401  (first: headless GL, warnings to logging)
 from generators import cartpole_swingup as _cartpole_swingup  # noqa: F401  (registers)
 from generators import hopper as _hopper  # noqa: F401  (registers)
 from generators import inverted_pendulum as _inverted_pendulum  # noqa: F401  (registers)
 from generators import reacher as _reacher  # noqa: F401  (registers)
+from generators._mujoco_setup import route_mujoco_warnings  # first: headless GL, log warnings
 from generators.distribution import TaskDistribution
 from generators.env import MujocoTaskEnv, TaskEnv
 from generators.families import FAMILIES, FIDELITIES, Family, get_family, register_family
@@ -36,4 +36,5 @@ __all__ = [
     "get_family",
     "get_reality",
     "register_family",
+    "route_mujoco_warnings",
 ]

@@ -22,5 +22,15 @@ def _route_warning(message: str) -> None:
     _LOG.debug("%s", message)
 
 
-if mujoco.get_mju_user_warning() is None:
-    mujoco.set_mju_user_warning(_route_warning)
+def route_mujoco_warnings(force: bool = False) -> None:
+    """Send MuJoCo's warnings to the `generators.mujoco` logger.
+
+    Without `force`, a handler someone else installed is kept. With it, ours replaces theirs:
+    importing RLlib imports dm_control (when installed), which installs a handler that logs
+    every warning at WARNING level, so the learner calls this with `force=True` afterwards.
+    """
+    if force or mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(_route_warning)
+
+
+route_mujoco_warnings()

@@ -20,11 +20,15 @@ from ray.rllib.utils.annotations import override
 from ray.tune.registry import register_env
 from torch import nn
 
-from generators import TaskDistribution, get_family, get_reality
+from generators import TaskDistribution, get_family, get_reality, route_mujoco_warnings
 from generators.space import ParamSpace
 from generators.vector import BatchedVectorEnv
 from learners.config import LearnerConfig
 from learners.policy import MLPPolicy
+
+# Importing RLlib imported dm_control, whose handler logs every MuJoCo warning; the stability
+# guard counts them, so send them back to the (DEBUG) log in every process running the envs.
+route_mujoco_warnings(force=True)
 
 ENV_ID = "autocurriculum-env"
 """The id under which `make_env` is registered with Ray (every EnvRunner resolves it)."""

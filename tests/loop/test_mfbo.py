@@ -1,0 +1,163 @@
+"""Multi-fidelity BO core: fidelity choice, fallbacks, acquisitions, state round trip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from botorch.acquisition.acquisition import AcquisitionFunction
+
+from loop.mfbo import (
+    ACQUISITIONS,
+    AcquisitionContext,
+    MFBOSettings,
+    MultiFidelityBO,
+    fit_affine_cost,
+)
+
+COSTS = (1.0, 10.0)  # the cheap fidelity costs a tenth of the target
+SMALL = {"raw_samples": 64, "candidate_size": 128, "maxiter": 3}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _objective(x: np.ndarray, k: int) -> float:
+    """Target: a smooth bump; the cheap fidelity is the same bump, slightly biased."""
+    hi = float(np.exp(-8 * np.sum((x - np.array([0.3, 0.7])) ** 2)))
+    return hi if k == 1 else hi + 0.05 * float(x[0])
+
+
+def _run(opt: MultiFidelityBO, rounds: int, q: int = 4) -> list[dict]:
+    diags = []
+    for _ in range(rounds):
+        props = opt.propose(q)
+        opt.observe(
+            [x for x, _ in props],
+            [k for _, k in props],
+            [_objective(x, k) for x, k in props],
+            [COSTS[k] for _, k in props],
+        )
+        diags.append(dict(opt.diagnostics))
+    return diags
+
+
+def _make(seed: int = 0, **settings) -> MultiFidelityBO:
+    return MultiFidelityBO(
+        2, ["coarse", "fine"], seed=seed, settings=MFBOSettings(**{**SMALL, **settings})
+    )
+
+
+def test_mes_uses_both_fidelities_when_the_cheap_one_is_informative() -> None:
+    opt = _make()
+    diags = _run(opt, rounds=4)
+    bo = [d for d in diags if d["fallback"] != "initial_design"]
+    chosen = [k for d in bo for k in d["fidelities"]]
+    assert {0, 1} <= set(chosen), chosen
+    # Both chosen by the acquisition itself, not forced by the fallback.
+    assert all(d["fallback"] is None for d in bo)
+    d = bo[-1]
+    assert d["cost_model"]["fixed_cost"] == pytest.approx(1.0)
+    assert d["cost_model"]["slope"] == pytest.approx(9.0)
+    assert len(d["acq_values"]) == 4 and all(v > 0 for v in d["info_gain_per_cost"])
+    assert d["fit_s"] > 0 and d["propose_s"] > 0
+
+
+class _Constant(AcquisitionFunction):
+    """Acquisition returning ``value(s)`` for fidelity ``s``, the same at every theta."""
+
+    def __init__(self, ctx: AcquisitionContext, fn) -> None:
+        super().__init__(ctx.model)
+        self.fid = ctx.fidelity_dim
+        self.fn = fn
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.fn(X[..., 0, self.fid]) + 0 * X[..., 0, 0]
+
+    def set_X_pending(self, X_pending=None) -> None:
+        pass
+
+
+def test_zero_acquisition_falls_back_to_target_fidelity_ucb(monkeypatch) -> None:
+    monkeypatch.setitem(
+        ACQUISITIONS, "zero", lambda ctx, pending: _Constant(ctx, lambda s: 0.0 * s)
+    )
+    opt = _make(acquisition="zero")
+    _run(opt, rounds=1)  # initial design
+    props = opt.propose(4)
+    assert opt.diagnostics["fallback"] == "zero_acquisition"
+    assert opt.diagnostics["fallback_slots"] == [0, 1, 2, 3]
+    assert [k for _, k in props] == [1, 1, 1, 1]
+    assert len({tuple(x) for x, _ in props}) == 4  # pending points spread the batch
+
+
+def test_stuck_at_cheap_fidelity_forces_target_share(monkeypatch) -> None:
+    # An acquisition that always prefers the cheapest fidelity (the Ax #475 symptom).
+    monkeypatch.setitem(
+        ACQUISITIONS, "cheap", lambda ctx, pending: _Constant(ctx, lambda s: 2.0 - s)
+    )
+    opt = _make(acquisition="cheap", stuck_rounds=2, target_share=0.5)
+    _run(opt, rounds=1)  # initial design (has the target first)
+    d1 = _run(opt, rounds=1)[0]
+    assert d1["fidelities"] == [0, 0, 0, 0] and d1["fallback"] is None
+    d2 = _run(opt, rounds=1)[0]
+    assert d2["fallback"] == "stuck_low_fidelity"
+    assert d2["fidelities"] == [0, 0, 1, 1]
+    assert d2["fallback_slots"] == [2, 3]
+    # Without budget for a target evaluation, nothing is forced.
+    opt.rounds_without_target = 5
+    props = opt.propose(4, budget_remaining=5.0)
+    assert [k for _, k in props] == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("name", ["mfkg", "ucb"])
+def test_other_acquisitions_are_selectable(name: str) -> None:
+    opt = _make(acquisition=name, n_init=2, num_fantasies=4, raw_samples=16, num_restarts=1)
+    diags = _run(opt, rounds=2, q=2)
+    d = diags[-1]
+    assert d["acquisition"] == name
+    assert len(d["fidelities"]) == 2 and all(np.isfinite(d["acq_values"]))
+
+
+def test_restored_optimizer_proposes_what_the_uninterrupted_one_would() -> None:
+    a = _make(seed=3)
+    _run(a, rounds=2)
+    state = json.loads(json.dumps(a.state_dict()))  # plain data
+    b = _make(seed=99)
+    b.load_state_dict(state)
+    pa, pb = a.propose(4), b.propose(4)
+    assert [k for _, k in pa] == [k for _, k in pb]
+    for (xa, _), (xb, _) in zip(pa, pb, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+    # And the same seed from scratch reproduces the whole run.
+    c = _make(seed=3)
+    _run(c, rounds=2)
+    pc = c.propose(4)
+    for (xa, _), (xc, _) in zip(pa, pc, strict=True):
+        np.testing.assert_array_equal(xa, xc)
+
+
+def test_feasibility_model_weights_proposals() -> None:
+    opt = _make(seed=1)
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 2))
+    unstable = x[:, 0] > 0.6
+    opt.observe(x, [1] * 12, [_objective(xi, 1) for xi in x], [10.0] * 12, unstable=unstable)
+    props = opt.propose(4)
+    assert opt.diagnostics["feasibility"] is True
+    assert sum(xi[0] > 0.6 for xi, _ in props) <= 1
+
+
+def test_fit_affine_cost() -> None:
+    assert fit_affine_cost([0.0, 1.0], [2.0, 12.0], [3, 1]) == pytest.approx((2.0, 10.0))
+    assert fit_affine_cost([0.0, 1.0], [5.0, None], [1, 0]) == (5.0, 0.0)
+    assert fit_affine_cost([0.0, 1.0], [None, None], [0, 0]) == (1.0, 0.0)
+    fixed, slope = fit_affine_cost([0.0, 0.5, 1.0], [0.0, 0.0, 9.0], [1, 1, 1])
+    assert fixed > 0 and slope > 0  # costs stay strictly positive
