@@ -11,7 +11,14 @@ from generators import reacher as _reacher  # noqa: F401  (registers)
 from generators._mujoco_setup import route_mujoco_warnings  # first: headless GL, log warnings
 from generators.distribution import TaskDistribution
 from generators.env import MujocoTaskEnv, TaskEnv
-from generators.families import FAMILIES, FIDELITIES, Family, get_family, register_family
+from generators.families import (
+    FAMILIES,
+    FIDELITIES,
+    Family,
+    SpecFamily,
+    get_family,
+    register_family,
+)
 from generators.reality import REALITIES, RealityEnv, RealityProxy, get_reality
 from generators.space import Param, ParamSpace, Region
 from generators.task import ChannelEffects, Task
@@ -30,6 +37,7 @@ __all__ = [
     "RealityEnv",
     "RealityProxy",
     "Region",
+    "SpecFamily",
     "Task",
     "TaskDistribution",
     "TaskEnv",

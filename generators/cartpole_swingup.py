@@ -23,7 +23,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from generators.families import Family, register_family
+from generators.families import SpecFamily, register_family
 from generators.inverted_pendulum import Fidelity
 from generators.modifiers import (
     ScaleActuatorGear,
@@ -33,12 +33,11 @@ from generators.modifiers import (
     ScaleJointDamping,
     SetJointFrictionLoss,
     SpecModifier,
-    apply_modifiers,
 )
 from generators.reality import RealityProxy, dm_control_asset, register_reality
 from generators.rewards import tolerance
 from generators.space import Param, ParamSpace
-from generators.task import DEADZONE, LATENCY, OBS_NOISE, ChannelEffects, Task
+from generators.task import DEADZONE, LATENCY, OBS_NOISE, Task
 
 # Reference model of dm_control's suite/cartpole.xml, SI units.
 CART_HALF_SIZE = (0.2, 0.15, 0.1)
@@ -248,7 +247,7 @@ TASK = CartpoleSwingupTask()
 
 
 @register_family("cartpole_swingup")
-class CartpoleSwingupFamily(Family):
+class CartpoleSwingupFamily(SpecFamily):
     """Cart-pole swing-up with scaled masses, pole length, damping, gain and gravity, dry
     slider friction, latency, observation noise and an actuator deadzone.
 
@@ -264,17 +263,9 @@ class CartpoleSwingupFamily(Family):
     max_episode_steps = MAX_EPISODE_STEPS
     absolute_params = ABSOLUTE_PARAMS
 
-    def build_model(
-        self, theta: Mapping[str, float] | None = None, fidelity: str = "fine"
-    ) -> mujoco.MjModel:
-        """Compile the cart-pole at ``theta`` (missing names -> nominal) and ``fidelity``."""
-        self.check_fidelity(fidelity)
-        theta = self.space.complete(theta)
-        ChannelEffects.from_theta(theta)  # validate the channel entries too
-        spec = build_spec()
-        FIDELITY_SETTINGS[fidelity].apply(spec)
-        apply_modifiers(spec, MODIFIERS, theta)
-        return spec.compile()
+    modifiers = MODIFIERS
+    fidelity_settings = FIDELITY_SETTINGS
+    build_spec = staticmethod(build_spec)
 
 
 REALITY = register_reality(

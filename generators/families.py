@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import gymnasium
 import mujoco
 
+from generators.modifiers import SpecModifier, apply_modifiers
 from generators.space import ParamSpace
-from generators.task import CHANNEL_PARAMS, DEADZONE, LATENCY, Task
+from generators.task import CHANNEL_PARAMS, DEADZONE, LATENCY, ChannelEffects, Task
 
 if TYPE_CHECKING:
     from generators.distribution import TaskDistribution
@@ -146,6 +147,42 @@ class Family(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+class SpecFamily(Family):
+    """A family whose model is a procedural ``MjSpec`` edited by a table of modifiers.
+
+    Subclasses give the nominal spec (:meth:`build_spec`), the integrator settings of each
+    fidelity and the modifier table; :meth:`edit_spec` is the hook for edits the table does
+    not express (e.g. generated terrain).
+
+    Attributes:
+        modifiers: Spec modifier per model parameter (see :mod:`generators.modifiers`).
+        fidelity_settings: Per fidelity, an object whose ``apply(spec)`` sets the integrator.
+    """
+
+    modifiers: Mapping[str, SpecModifier]
+    fidelity_settings: Mapping[str, Any]
+
+    @abstractmethod
+    def build_spec(self) -> mujoco.MjSpec:
+        """The nominal spec: reference parameters, fine fidelity."""
+
+    def edit_spec(self, spec: mujoco.MjSpec, theta: Mapping[str, float]) -> None:
+        """Edit ``spec`` for ``theta`` beyond the modifier table; nothing by default."""
+
+    def build_model(
+        self, theta: Mapping[str, float] | None = None, fidelity: str = "fine"
+    ) -> mujoco.MjModel:
+        """Compile the model at ``theta`` (missing names -> nominal) and ``fidelity``."""
+        self.check_fidelity(fidelity)
+        theta = self.space.complete(theta)
+        ChannelEffects.from_theta(theta)  # validate the channel entries too
+        spec = self.build_spec()
+        self.fidelity_settings[fidelity].apply(spec)
+        apply_modifiers(spec, self.modifiers, theta)
+        self.edit_spec(spec, theta)
+        return spec.compile()
 
 
 FAMILIES: dict[str, Family] = {}

@@ -25,7 +25,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from generators.families import Family, register_family
+from generators.families import SpecFamily, register_family
 from generators.inverted_pendulum import Fidelity
 from generators.modifiers import (
     Combined,
@@ -34,11 +34,10 @@ from generators.modifiers import (
     ScaleJointActuatorGear,
     ScaleJointDamping,
     SpecModifier,
-    apply_modifiers,
 )
 from generators.reality import RealityProxy, gymnasium_asset, register_reality
 from generators.space import Param, ParamSpace
-from generators.task import DEADZONE, LATENCY, OBS_NOISE, ChannelEffects, Task
+from generators.task import DEADZONE, LATENCY, OBS_NOISE, Task
 from generators.terrain import Terrain, ground_height
 
 # Reference model: Gymnasium's hopper.xml, SI units, angles in radians.
@@ -391,7 +390,7 @@ TASK = HopperTask()
 
 
 @register_family("hopper")
-class HopperFamily(Family):
+class HopperFamily(SpecFamily):
     """Forward hopping on procedural terrain with randomized physics and I/O effects.
 
     Scaled masses, segment lengths, joint damping, friction, actuator gain and gravity;
@@ -422,18 +421,13 @@ class HopperFamily(Family):
         if others:
             super().check_space(ParamSpace(others))
 
-    def build_model(
-        self, theta: Mapping[str, float] | None = None, fidelity: str = "fine"
-    ) -> mujoco.MjModel:
-        """Compile the hopper at ``theta`` (missing names -> nominal) and ``fidelity``."""
-        self.check_fidelity(fidelity)
-        theta = self.space.complete(theta)
-        ChannelEffects.from_theta(theta)  # validate the channel entries too
-        spec = build_spec()
-        FIDELITY_SETTINGS[fidelity].apply(spec)
-        apply_modifiers(spec, MODIFIERS, theta)
+    modifiers = MODIFIERS
+    fidelity_settings = FIDELITY_SETTINGS
+    build_spec = staticmethod(build_spec)
+
+    def edit_spec(self, spec: mujoco.MjSpec, theta: Mapping[str, float]) -> None:
+        """Lay the generated terrain (roughness, slope) under the hopper."""
         apply_terrain(spec, theta, self.terrain_seed)
-        return spec.compile()
 
 
 PROXY = register_reality(

@@ -19,17 +19,16 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from generators.families import Family, register_family
+from generators.families import SpecFamily, register_family
 from generators.modifiers import (
     ScaleActuatorGear,
     ScaleGeomLength,
     ScaleGeomMass,
     ScaleJointDamping,
     SpecModifier,
-    apply_modifiers,
 )
 from generators.space import Param, ParamSpace
-from generators.task import LATENCY, OBS_NOISE, BatchState, ChannelEffects, Task
+from generators.task import LATENCY, OBS_NOISE, BatchState, Task
 
 # Reference geometry of Gymnasium's inverted_pendulum.xml, SI units.
 DENSITY = 1000.0
@@ -243,7 +242,7 @@ TASK = InvertedPendulumTask()
 
 
 @register_family("inverted_pendulum")
-class InvertedPendulumFamily(Family):
+class InvertedPendulumFamily(SpecFamily):
     """Cart-pole balancing with scaled masses, pole length, damping, gain, latency and noise.
 
     Fidelities: ``fine`` is Gymnasium's reference integration (RK4, 0.02 s, 2 substeps);
@@ -257,14 +256,6 @@ class InvertedPendulumFamily(Family):
     max_return = TASK.max_return
     max_episode_steps = MAX_EPISODE_STEPS
 
-    def build_model(
-        self, theta: Mapping[str, float] | None = None, fidelity: str = "fine"
-    ) -> mujoco.MjModel:
-        """Compile the cart-pole at ``theta`` (missing names -> nominal) and ``fidelity``."""
-        self.check_fidelity(fidelity)
-        theta = self.space.complete(theta)
-        ChannelEffects.from_theta(theta)  # validate the channel entries too
-        spec = build_spec()
-        FIDELITY_SETTINGS[fidelity].apply(spec)
-        apply_modifiers(spec, MODIFIERS, theta)
-        return spec.compile()
+    modifiers = MODIFIERS
+    fidelity_settings = FIDELITY_SETTINGS
+    build_spec = staticmethod(build_spec)

@@ -24,7 +24,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from generators.families import Family, register_family
+from generators.families import SpecFamily, register_family
 from generators.inverted_pendulum import Fidelity, capsule_mass
 from generators.modifiers import (
     Combined,
@@ -37,11 +37,10 @@ from generators.modifiers import (
     ScaleJointDamping,
     SetJointFrictionLoss,
     SpecModifier,
-    apply_modifiers,
 )
 from generators.reality import RealityProxy, gymnasium_asset, register_reality
 from generators.space import Param, ParamSpace
-from generators.task import DEADZONE, LATENCY, OBS_NOISE, ChannelEffects, Task
+from generators.task import DEADZONE, LATENCY, OBS_NOISE, Task
 
 # Reference model of Gymnasium's reacher.xml, SI units.
 LINK_LENGTH = 0.1
@@ -247,7 +246,7 @@ TASK = ReacherTask()
 
 
 @register_family("reacher")
-class ReacherFamily(Family):
+class ReacherFamily(SpecFamily):
     """Two-link reaching with scaled link masses and lengths, armature, damping, gain and
     gravity, dry joint friction, latency, observation noise and an actuator deadzone.
 
@@ -263,17 +262,9 @@ class ReacherFamily(Family):
     max_episode_steps = MAX_EPISODE_STEPS
     absolute_params = ABSOLUTE_PARAMS
 
-    def build_model(
-        self, theta: Mapping[str, float] | None = None, fidelity: str = "fine"
-    ) -> mujoco.MjModel:
-        """Compile the reacher at ``theta`` (missing names -> nominal) and ``fidelity``."""
-        self.check_fidelity(fidelity)
-        theta = self.space.complete(theta)
-        ChannelEffects.from_theta(theta)  # validate the channel entries too
-        spec = build_spec()
-        FIDELITY_SETTINGS[fidelity].apply(spec)
-        apply_modifiers(spec, MODIFIERS, theta)
-        return spec.compile()
+    modifiers = MODIFIERS
+    fidelity_settings = FIDELITY_SETTINGS
+    build_spec = staticmethod(build_spec)
 
 
 REALITY = register_reality(
