@@ -227,15 +227,7 @@ class TaskEnv(MujocoTaskEnv):
         self._return = 0.0
         self.space = self.family.space if space is None else space
         self.family.check_space(self.space)
-        if distribution is None:
-            distribution = TaskDistribution.point(self.space, theta, fidelity or "fine")
-        elif theta is not None:
-            raise ValueError("pass either theta or distribution, not both")
-        distribution = _as_distribution(distribution)
-        if fidelity is not None and fidelity != distribution.fidelity:
-            raise ValueError(
-                f"fidelity {fidelity!r} disagrees with the distribution's {distribution.fidelity!r}"
-            )
+        distribution = resolve_distribution(self.space, theta, fidelity, distribution)
         self._models: OrderedDict[tuple[Any, ...], mujoco.MjModel] = OrderedDict()
         self.distribution: TaskDistribution = distribution
         self.set_task_distribution(distribution)  # validates it against space and family
@@ -343,6 +335,30 @@ class _EnvConfig:
             space=ParamSpace.from_dict(space) if isinstance(space, Mapping) else space,
             distribution=None if distribution is None else _as_distribution(distribution),
         )
+
+
+def resolve_distribution(
+    space: ParamSpace,
+    theta: Mapping[str, float] | None,
+    fidelity: str | None,
+    distribution: TaskDistribution | Mapping[str, Any] | None,
+) -> TaskDistribution:
+    """The task distribution an env's arguments describe: a given one, or a point at theta.
+
+    Raises:
+        ValueError: If both theta and a distribution are given, or the fidelity disagrees
+            with the distribution's.
+    """
+    if distribution is None:
+        return TaskDistribution.point(space, theta, fidelity or "fine")
+    if theta is not None:
+        raise ValueError("pass either theta or distribution, not both")
+    distribution = _as_distribution(distribution)
+    if fidelity is not None and fidelity != distribution.fidelity:
+        raise ValueError(
+            f"fidelity {fidelity!r} disagrees with the distribution's {distribution.fidelity!r}"
+        )
+    return distribution
 
 
 def _as_distribution(distribution: TaskDistribution | Mapping[str, Any]) -> TaskDistribution:

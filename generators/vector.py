@@ -34,7 +34,13 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from generators.distribution import TaskDistribution
-from generators.env import _MODEL_CACHE_SIZE, _as_distribution, _EnvConfig, _round_significant
+from generators.env import (
+    _MODEL_CACHE_SIZE,
+    _as_distribution,
+    _EnvConfig,
+    _round_significant,
+    resolve_distribution,
+)
 from generators.episodes import EpisodeLog
 from generators.families import FIDELITIES, Family, get_family
 from generators.space import ParamSpace
@@ -130,15 +136,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self.task: Task = self.family.task
         self.space = self.family.space if space is None else space
         self.family.check_space(self.space)
-        if distribution is None:
-            distribution = TaskDistribution.point(self.space, theta, fidelity or "fine")
-        elif theta is not None:
-            raise ValueError("pass either theta or distribution, not both")
-        distribution = _as_distribution(distribution)
-        if fidelity is not None and fidelity != distribution.fidelity:
-            raise ValueError(
-                f"fidelity {fidelity!r} disagrees with the distribution's {distribution.fidelity!r}"
-            )
+        distribution = resolve_distribution(self.space, theta, fidelity, distribution)
         self._check_distribution(distribution)
 
         n = self.num_envs = int(num_envs)
