@@ -13,9 +13,13 @@ maximizing an information-gain-per-cost acquisition over a multi-fidelity GP
 * ``ucb``: `CostWeightedUCB`, the target-fidelity UCB whose exploration bonus counts only the
   variance an evaluation at the chosen fidelity removes at the target, per unit cost.
 
-Batches (``q >= 1``) are built sequentially greedy: each slot optimizes the acquisition once
-per fidelity (the fidelity column and the time column are fixed features) and keeps the
-best, then the chosen point becomes pending (fantasies for MES/KG, kriging believer for UCB).
+Batches (``q >= 1``) are built sequentially greedy. Per slot, MES and UCB are evaluated on
+``raw_samples`` Sobol thetas at every fidelity in one batched call (the fidelity and time
+columns are fixed features), the best fidelity's top points are polished by a few L-BFGS-B
+iterations, and the chosen point becomes pending (BoTorch fantasies for MES and KG, or the
+kriging believer with ``pending="believer"``; the believer always for UCB). KG, a one-shot
+acquisition, is optimized per fidelity by ``optimize_acqf``. All torch work of a `propose`
+runs seeded (from the optimizer's numpy RNG) and on ``num_threads`` threads.
 
 Guard against the known failure of cost-aware multi-fidelity acquisitions (Ax #475: they
 never leave the cheapest fidelity, or their values underflow to zero):
@@ -23,9 +27,9 @@ never leave the cheapest fidelity, or their values underflow to zero):
 * ``zero_acquisition``: when the best value of a slot is non-finite or below
   ``zero_tol`` in absolute value, that slot and the rest of the batch fall back to
   target-fidelity UCB;
-* ``stuck_low_fidelity``: when ``stuck_rounds - 1`` consecutive rounds proposed nothing at the
-  top fidelity, and this round has not either by its last ``ceil(target_share * q)`` slots,
-  those slots are proposed at the top fidelity by target-fidelity UCB, as long as the
+* ``stuck_low_fidelity``: when the last ``stuck_rounds - 1`` rounds proposed nothing at the
+  top fidelity, the batch's last slots are forced to the top fidelity (target-fidelity UCB)
+  until it holds at least ``ceil(target_share * q)`` top-fidelity proposals, as long as the
   remaining budget (if given) covers a top-fidelity evaluation.
 
 What happened is recorded in `MultiFidelityBO.diagnostics` after every `propose`.
@@ -35,7 +39,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
@@ -78,14 +83,18 @@ class MFBOSettings:
     """Below this many observations, propose a scrambled Sobol design instead."""
     num_restarts: int = 2
     """Best raw points polished by L-BFGS-B per batch slot."""
-    raw_samples: int = 256
+    raw_samples: int = 128
     """Sobol thetas evaluated at every fidelity per batch slot (a discrete search)."""
-    maxiter: int = 10
+    maxiter: int = 5
     """L-BFGS-B iterations of the polish (0: discrete search only)."""
     candidate_size: int = 256
     """Sobol candidate set size for the MES max-value samples."""
-    num_fantasies: int = 8
-    """Fantasies for pending points (MES) and for the KG look-ahead."""
+    num_fantasies: int = 4
+    """Fantasies for pending points (MES with ``pending="fantasize"``) and for KG."""
+    pending: str = "fantasize"
+    """How MES conditions on a batch's earlier slots: ``fantasize`` (BoTorch's fantasy
+    models, ``num_fantasies`` times the cost) or ``believer`` (kriging believer: condition
+    the GP on the pending points at their posterior mean; one model, much faster)."""
     num_mv_samples: int = 8
     """Max-value samples (MES)."""
     num_y_samples: int = 64
@@ -98,8 +107,12 @@ class MFBOSettings:
     """Rounds without a top-fidelity proposal before proposals are forced to the top."""
     target_share: float = 0.25
     """Share of a batch forced to the top fidelity when stuck (at least one proposal)."""
-    gp_maxiter: int = 200
+    gp_maxiter: int = 100
     """L-BFGS-B iteration cap of the GP fit (warm-started fits need far fewer)."""
+    num_threads: int = 1
+    """Torch intra-op threads while proposing (0: leave torch's setting). Small GPs gain
+    nothing from more threads, and on a busy machine they lose up to 30x to
+    oversubscription; a fixed count also keeps proposals bit-reproducible across hosts."""
 
 
 @dataclass(frozen=True)
@@ -192,9 +205,7 @@ class CostWeightedUCB(AcquisitionFunction):
         if X_pending is None:
             self.model = self.base_model
             return
-        with torch.no_grad():
-            mean = self.base_model.posterior(X_pending).mean
-        self.model = self.base_model.condition_on_observations(X=X_pending, Y=mean)
+        self.model = _believer(self.base_model, X_pending)
 
     def forward(self, X: Tensor) -> Tensor:
         """Values at ``batch x 1 x D`` -> ``batch``."""
@@ -208,6 +219,13 @@ class CostWeightedUCB(AcquisitionFunction):
         mean_target = post.mean[..., 1, 0]
         delta = mean_target + (self.beta * reduction.clamp_min(1e-12)).sqrt() - self.incumbent
         return self.cost_utility(X=X, deltas=delta)
+
+
+def _believer(model: Model, X_pending: Tensor) -> Model:
+    """``model`` conditioned on ``m x D`` pending points at its posterior mean."""
+    with torch.no_grad():
+        mean = model.posterior(X_pending).mean
+    return model.condition_on_observations(X=X_pending, Y=mean)
 
 
 def _incumbent(ctx: AcquisitionContext) -> float:
@@ -224,8 +242,12 @@ def _incumbent(ctx: AcquisitionContext) -> float:
 def build_mes(ctx: AcquisitionContext, X_pending: Tensor | None) -> AcquisitionFunction:
     """Cost-aware multi-fidelity max-value entropy search (BoTorch)."""
     s = ctx.settings
+    model = ctx.model
+    if X_pending is not None and s.pending == "believer":
+        model = _believer(model, X_pending)
+        X_pending = None
     return qMultiFidelityMaxValueEntropy(
-        model=ctx.model,
+        model=model,
         candidate_set=ctx.candidate_set,
         num_fantasies=s.num_fantasies,
         num_mv_samples=s.num_mv_samples,
@@ -337,6 +359,17 @@ class MultiFidelityBO:
         seed: seeds Sobol designs, candidate sets, restarts and MC samples.
         settings: knobs (acquisition name, budgets of the inner optimizers, fallback rule).
         cost_prior: per-fidelity cost guesses used until a fidelity's cost is measured.
+
+    Attributes:
+        diagnostics: what the last `propose` did: ``acquisition`` (name, or ``sobol`` for the
+            initial design), ``fallback`` (None, ``initial_design``, ``zero_acquisition`` or
+            ``stuck_low_fidelity``), ``fallback_slots`` (batch slots the fallback chose),
+            ``fidelities`` (chosen indices), ``acq_values`` (value of each chosen point),
+            ``acq_values_by_fidelity`` (per slot, the best value found at each fidelity),
+            ``info_gain_per_cost`` (MES: information gain about the max value per unit cost,
+            per slot; None where not MES), ``cost_model`` (``fixed_cost``, ``slope``),
+            ``feasibility`` (whether P(stable) weighted the acquisition), ``fit_s``,
+            ``propose_s``, ``n_obs`` and ``rounds_without_target``.
     """
 
     def __init__(
@@ -488,8 +521,7 @@ class MultiFidelityBO:
             raise ValueError("q must be >= 1")
         seed = int(self.rng.integers(2**31 - 1))
         t0 = time.perf_counter()
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
+        with self._torch_env(seed):
             if self.num_observations < max(self.settings.n_init, 2):
                 out = self._initial_design(q, seed)
             else:
@@ -503,6 +535,19 @@ class MultiFidelityBO:
         self.diagnostics["rounds_without_target"] = self.rounds_without_target
         return out
 
+    @contextmanager
+    def _torch_env(self, seed: int) -> Iterator[None]:
+        """Seed torch (without touching the caller's RNG) and bound its thread count."""
+        threads = torch.get_num_threads()
+        try:
+            if self.settings.num_threads > 0:
+                torch.set_num_threads(self.settings.num_threads)
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                yield
+        finally:
+            torch.set_num_threads(threads)
+
     def _initial_design(self, q: int, seed: int) -> list[tuple[np.ndarray, int]]:
         pts = draw_sobol_samples(
             bounds=torch.tensor([[0.0] * self.dim, [1.0] * self.dim], dtype=DTYPE),
@@ -515,6 +560,7 @@ class MultiFidelityBO:
         self.diagnostics = {
             "acquisition": "sobol",
             "fallback": "initial_design",
+            "fallback_slots": list(range(q)),
             "fidelities": fids,
             "acq_values": [],
             "acq_values_by_fidelity": [],
@@ -687,13 +733,15 @@ class MultiFidelityBO:
         chosen: list[tuple[np.ndarray, int]] = []
         values: list[float] = []
         by_fidelity: list[list[float | None]] = []
-        info_gain_per_cost: list[float] = []
+        info_gain_per_cost: list[float | None] = []
+        fallback_slots: list[int] = []
         fallback: str | None = None
         zero_mode = False
         for slot in range(q):
             X_pending = torch.cat(pending, dim=0) if pending else None
             slot_seed = seed + 1000 * (slot + 1)
-            forced = may_force and slot >= q - n_forced and all(k != top for _, k in chosen)
+            n_top = sum(k == top for _, k in chosen)
+            forced = may_force and q - slot <= n_forced - n_top
             row: list[float | None] = [None] * self.num_fidelities
             best: tuple[Tensor, float, int] | None = None
             if not zero_mode and not forced:
@@ -708,21 +756,20 @@ class MultiFidelityBO:
                 if forced and fallback is None:
                     fallback = "stuck_low_fidelity"
                 acqf = self._weighted(build_ucb(ctx, X_pending), feas)
-                cand, value, k, row_ucb = self._optimize_slot(acqf, ctx, [top], slot_seed)
-                row = [r if r is not None else row_ucb[i] for i, r in enumerate(row)]
-                row[top] = value
+                cand, value, _, _ = self._optimize_slot(acqf, ctx, [top], slot_seed)
                 best = (cand, value, top)
+                fallback_slots.append(slot)
             cand, value, k = best
             pending.append(cand)
             chosen.append((cand[0, : self.dim].numpy().copy(), k))
             values.append(value)
             by_fidelity.append(row)
-            info_gain_per_cost.append(
-                value if s.acquisition == "mes" and not zero_mode else float("nan")
-            )
+            mes_slot = s.acquisition == "mes" and slot not in fallback_slots
+            info_gain_per_cost.append(value if mes_slot else None)
         self.diagnostics = {
             "acquisition": s.acquisition,
             "fallback": fallback,
+            "fallback_slots": fallback_slots,
             "fidelities": [k for _, k in chosen],
             "acq_values": values,
             "acq_values_by_fidelity": by_fidelity,
@@ -739,8 +786,7 @@ class MultiFidelityBO:
         if self.num_observations < 2:
             return np.full(self.dim, 0.5)
         seed = int(self.seed + 7919 * self.num_observations)
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
+        with self._torch_env(seed):
             model, _, _ = self._fit()
             ctx = self._context(model, seed)
             cand, _ = self._optimize_at(PosteriorMean(model), ctx, self.num_fidelities - 1, seed)
@@ -764,7 +810,13 @@ class MultiFidelityBO:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore from `state_dict` (layout must match: ``dim`` and ``fidelities``)."""
+        """Restore from `state_dict`; seed, settings and cost prior come from the state.
+
+        The layout (``dim`` and ``fidelities``) must match this optimizer's. The next
+        `propose` refits the GP warm-started from the saved hyperparameters and draws its
+        seed from the restored numpy RNG (torch is re-seeded from it inside every call), so
+        it returns exactly what the uninterrupted optimizer would.
+        """
         if state["dim"] != self.dim or list(state["fidelities"]) != self.fidelities:
             raise ValueError("state was saved for another dim or fidelity list")
         self.seed = int(state["seed"])

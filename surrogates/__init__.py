@@ -1,7 +1,31 @@
-"""Neural physics surrogates (the cheapest fidelity) and GP models for the controller.
+"""Surrogate models: GP models for the controller (neural physics surrogates come later).
 
-Empty until the surrogate fidelity lands; the package exists so the import graph of
-ARCHITECTURE.md holds from the first release.
+`fit_mf_gp` fits the controller's multi-fidelity GP (BoTorch's `SingleTaskMultiFidelityGP`,
+optionally drifting in time); `fit_feasibility` learns P(stable | theta) from stability flags,
+and `FeasibilityWeightedAcquisition` / `feasibility_weight` / `feasibility_constraint` turn it
+into an acquisition weight or constraint. Fitted state is exported as plain data.
 """
 
-__all__: list[str] = []
+from surrogates.gp import (
+    FeasibilityModel,
+    FeasibilityWeightedAcquisition,
+    Hyperparameters,
+    feasibility_constraint,
+    feasibility_weight,
+    fit_feasibility,
+    fit_mf_gp,
+    hyperparameters_of,
+    load_hyperparameters,
+)
+
+__all__ = [
+    "FeasibilityModel",
+    "FeasibilityWeightedAcquisition",
+    "Hyperparameters",
+    "feasibility_constraint",
+    "feasibility_weight",
+    "fit_feasibility",
+    "fit_mf_gp",
+    "hyperparameters_of",
+    "load_hyperparameters",
+]
