@@ -20,9 +20,14 @@ class EvalConfig:
     """Fidelity of the per-region evaluation."""
     real_every: int = 1
     """Evaluate on the reality proxy every this many iterations (and always at the end)."""
+    deploy: str = "best"
+    """Policy sent to the reality proxy: `best` (highest mean region return on sim so far, a
+    validation choice that uses no real data) or `last` (the latest iterate)."""
 
     def validate(self) -> None:
         """Raise `ValueError("<field>: reason")` on values that cannot work."""
+        if self.deploy not in ("best", "last"):
+            raise ValueError(f"deploy: must be best or last (got {self.deploy!r})")
         for name in ("region_bins", "episodes_per_region", "real_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be > 0 (got {getattr(self, name)})")

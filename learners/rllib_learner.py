@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -90,6 +91,11 @@ def push_task_distribution(env_runner: Any, payload: Mapping[str, Any]) -> int:
     for env in envs:
         env.unwrapped.set_task_distribution(payload)
     return len(envs)
+
+
+def _count(value: Any) -> int:
+    """An RLlib episode count: missing or NaN (no episode in the window) means 0."""
+    return int(value) if value is not None and math.isfinite(float(value)) else 0
 
 
 class StabilityCallback(RLlibCallback):
@@ -204,9 +210,12 @@ class RLlibLearner:
         while self.env_steps - start < env_steps:
             result = self.algo.train()["env_runners"]
             self.env_steps += int(result["num_env_steps_sampled"])
-            episodes += int(result.get("num_episodes", 0))
-            unstable += int(result.get("unstable_episodes", 0))
-            ret = float(result.get("episode_return_mean", ret))
+            # RLlib reports NaN for these when no episode ended in the iteration (long
+            # episodes of a good policy): that is zero episodes, and no new mean return.
+            episodes += _count(result.get("num_episodes"))
+            unstable += _count(result.get("unstable_episodes"))
+            latest = float(result.get("episode_return_mean", float("nan")))
+            ret = latest if math.isfinite(latest) else ret
             if progress is not None:
                 progress(self.env_steps - start)
         self.episodes += episodes

@@ -153,7 +153,7 @@ def _eval(cfg: Config) -> int:
     if latest is None:
         console.print(f"{run_dir} has no checkpoint yet")
         return 1
-    policy = MLPPolicy.load(latest / "policy.pt")
+    policy = MLPPolicy.load(latest / "deploy_policy.pt")  # what the run deployed
     stats = evaluate_real(policy, cfg, cfg.reality.episodes)
     floor = floor_return(cfg)
     if cfg.oracle.reference_return is not None:

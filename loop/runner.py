@@ -37,6 +37,7 @@ from evaluators import (
     zero_policy,
 )
 from generators import FIDELITIES, ParamSpace, Region, TaskDistribution, get_family, get_reality
+from learners.policy import MLPPolicy
 from loop.checkpoint import Checkpoints, load_state, save_state
 from loop.config import Config, ConfigError
 from loop.controllers import Proposal, ProposalResult, make_controller, to_task_distribution
@@ -70,6 +71,8 @@ class LoopState:
     """Training episodes per region (index as in `regions`), over the whole run."""
     region_unstable: list[int] = field(default_factory=list)
     """Training episodes ended by the stability guard per region, over the whole run."""
+    deployed: dict[str, float] | None = None
+    """The deployment policy's iteration and its mean region return (see `eval.deploy`)."""
     real: dict[str, float | None] | None = None
     """Latest real-proxy evaluation: iteration, real_return, stderr, transfer_ratio."""
 
@@ -249,6 +252,7 @@ class Loop:
         self.learner: Any = None
         self.oracle: OracleRecord | None = None
         self.last_regions: list[RegionResult] = []
+        self.deploy_policy: Any = None
         self.floor_return: float | None = None
         self._warned_oracle = False
         self.tracker: Tracker | None = None
@@ -289,6 +293,7 @@ class Loop:
             self.learner.restore(ckpt / "learner")
             record = saved["record"]
             self.last_regions = [RegionResult(**r) for r in record["regions"]]
+            self.deploy_policy = MLPPolicy.load(ckpt / "deploy_policy.pt")
         self.history = self.journal.recover(record)
 
     # -- one iteration ------------------------------------------------------------------------
@@ -330,6 +335,7 @@ class Loop:
         state.eval_env_steps += sum(r.env_steps for r in regions)
         self.last_regions = regions
         region_means = np.array([r.mean_return for r in regions])
+        self._select_deployment(k, policy, float(region_means.mean()))
         record: dict[str, Any] = {
             "iteration": k,
             "train/env_steps": stats.env_steps,
@@ -344,9 +350,10 @@ class Loop:
             "eval/region_return_min": float(region_means.min()),
             "eval/region_error_mean": float(np.mean([r.error for r in regions])),
             "eval/region_unstable": sum(r.unstable for r in regions),
+            "eval/deployed_iteration": state.deployed["iteration"],
         }
         if (k + 1) % cfg.eval.real_every == 0 or last:
-            record.update(self._real_eval(k, policy))
+            record.update(self._real_eval(k))
         record["eval/s"] = time.perf_counter() - t_eval
         # 5. Update: the controller observes the learning signal and the measured cost.
         t0 = time.perf_counter()
@@ -381,8 +388,16 @@ class Loop:
         )
         return record
 
-    def _real_eval(self, k: int, policy: Any) -> dict[str, float]:
-        stats = evaluate_real(policy, self.cfg, self.cfg.reality.episodes)
+    def _select_deployment(self, k: int, policy: Any, region_return: float) -> None:
+        """Keep the policy to deploy: the latest, or the best on the sim regions so far."""
+        best = self.state.deployed
+        if self.cfg.eval.deploy == "last" or best is None or region_return >= best["return"]:
+            self.state.deployed = {"iteration": k, "return": region_return}
+            self.deploy_policy = policy
+
+    def _real_eval(self, k: int) -> dict[str, float]:
+        """Evaluate the deployment policy on the reality proxy (charged to `real_episodes`)."""
+        stats = evaluate_real(self.deploy_policy, self.cfg, self.cfg.reality.episodes)
         self.state.real_episodes += stats.episodes
         oracle, floor = self._oracle_return(), self.floor_return
         # The plain ratio needs a positive oracle return, the normalized one an oracle that
@@ -410,6 +425,7 @@ class Loop:
             "real/transfer_ratio": ratio,
             "real/transfer_ratio_normalized": normalized,
             "real/unstable": stats.unstable,
+            "real/deployed_iteration": self.state.deployed["iteration"],
         }
 
     def _oracle_return(self) -> float:
@@ -425,6 +441,7 @@ class Loop:
         def write(tmp: Path) -> None:
             self.learner.save(tmp / "learner")
             policy.save(tmp / "policy.pt")
+            self.deploy_policy.save(tmp / "deploy_policy.pt")
             save_state(
                 tmp / "state.pt",
                 {
@@ -496,7 +513,7 @@ class Loop:
             last = self.state.iteration - 1
             if last >= 0 and (self.state.real is None or self.state.real["iteration"] != last):
                 # A budget stopped the run after an iteration without a real evaluation.
-                self._real_eval(last, self.learner.policy())
+                self._real_eval(last)
         except KeyboardInterrupt:
             error = "interrupted"
             raise
@@ -579,6 +596,7 @@ class Loop:
             "transfer_ratio": real.get("transfer_ratio"),
             "transfer_ratio_normalized": real.get("transfer_ratio_normalized"),
             "floor_return": self.floor_return,
+            "deployed_iteration": (state.deployed or {}).get("iteration"),
             "real_return": real.get("real_return"),
             "real_return_stderr": real.get("real_return_stderr"),
             "oracle_return": oracle_return,

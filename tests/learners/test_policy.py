@@ -46,3 +46,11 @@ def test_save_load_round_trip_with_weights_only(tmp_path: Path) -> None:
     back = MLPPolicy.load(tmp_path / "p.pt")
     obs = np.random.default_rng(2).normal(size=(16, 4))
     assert np.array_equal(back(obs), pol(obs))
+
+
+def test_rllib_episode_counts_treat_nan_as_zero() -> None:
+    from learners.rllib_learner import _count
+
+    assert _count(float("nan")) == 0  # no episode ended in the iteration
+    assert _count(None) == 0
+    assert _count(3.0) == 3

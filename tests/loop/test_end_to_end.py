@@ -87,6 +87,12 @@ def test_run_writes_the_run_directory_contract(tmp_path: Path) -> None:
     assert iterations(run_dir) == [0, 1, 2]
     assert (run_dir / "config.yaml").is_file()
     assert (run_dir / "checkpoints" / "LATEST").is_file()
+    # The deployed policy is the best iteration on the sim regions, and is checkpointed.
+    records = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    best = max(records, key=lambda r: (r["eval/region_return_mean"], r["iteration"]))
+    assert summary["deployed_iteration"] == best["iteration"]
+    latest = Checkpoints(run_dir / "checkpoints").latest()
+    assert (latest / "deploy_policy.pt").is_file()
 
     # Every journal scalar reached the offline W&B run (history keys are stored verbatim).
     wandb_files = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
