@@ -23,8 +23,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from generators.families import SpecFamily, register_family
-from generators.inverted_pendulum import Fidelity
+from generators.families import Fidelity, SpecFamily, register_family
 from generators.modifiers import (
     ScaleActuatorGear,
     ScaleGeomLength,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import gymnasium
@@ -149,6 +150,23 @@ class Family(ABC):
         return f"{type(self).__name__}(name={self.name!r})"
 
 
+@dataclass(frozen=True)
+class Fidelity:
+    """Integrator settings of one fidelity (a family's fidelities share its control step)."""
+
+    integrator: mujoco.mjtIntegrator
+    timestep: float
+    iterations: int
+    ls_iterations: int
+
+    def apply(self, spec: mujoco.MjSpec) -> None:
+        """Write the settings into ``spec.option``."""
+        spec.option.integrator = self.integrator
+        spec.option.timestep = self.timestep
+        spec.option.iterations = self.iterations
+        spec.option.ls_iterations = self.ls_iterations
+
+
 class SpecFamily(Family):
     """A family whose model is a procedural ``MjSpec`` edited by a table of modifiers.
 
@@ -158,11 +176,11 @@ class SpecFamily(Family):
 
     Attributes:
         modifiers: Spec modifier per model parameter (see :mod:`generators.modifiers`).
-        fidelity_settings: Per fidelity, an object whose ``apply(spec)`` sets the integrator.
+        fidelity_settings: The integrator settings of each fidelity.
     """
 
     modifiers: Mapping[str, SpecModifier]
-    fidelity_settings: Mapping[str, Any]
+    fidelity_settings: Mapping[str, Fidelity]
 
     @abstractmethod
     def build_spec(self) -> mujoco.MjSpec:

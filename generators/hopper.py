@@ -25,8 +25,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from generators.families import SpecFamily, register_family
-from generators.inverted_pendulum import Fidelity
+from generators.families import Fidelity, SpecFamily, register_family
 from generators.modifiers import (
     Combined,
     ScaleGeomMass,
@@ -34,6 +33,7 @@ from generators.modifiers import (
     ScaleJointActuatorGear,
     ScaleJointDamping,
     SpecModifier,
+    capsule_mass,
 )
 from generators.reality import RealityProxy, gymnasium_asset, register_reality
 from generators.space import Param, ParamSpace
@@ -41,7 +41,6 @@ from generators.task import DEADZONE, LATENCY, OBS_NOISE, Task
 from generators.terrain import Terrain, ground_height
 
 # Reference model: Gymnasium's hopper.xml, SI units, angles in radians.
-DENSITY = 1000.0
 TORSO_HEIGHT = 1.25  # initial height of the torso centre (rootz's reference)
 TORSO = (0.05, 0.2)  # capsule (radius, half length), along the body's z axis
 THIGH = (0.05, 0.225)
@@ -82,11 +81,6 @@ MASS_GEOMS = ("torso_geom", "thigh_geom", "leg_geom", "foot_geom")
 """Geoms whose mass the modifiers scale; a spec must give them explicit masses."""
 
 _FOOT_QUAT = (math.sqrt(0.5), 0.0, -math.sqrt(0.5), 0.0)  # turns a capsule's z axis onto x
-
-
-def capsule_mass(radius: float, half_length: float, density: float = DENSITY) -> float:
-    """Return the mass of a uniform capsule (cylinder plus two hemispherical caps)."""
-    return density * math.pi * radius**2 * (2.0 * half_length + 4.0 / 3.0 * radius)
 
 
 SPACE = ParamSpace(

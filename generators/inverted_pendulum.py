@@ -13,25 +13,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from generators.families import SpecFamily, register_family
+from generators.families import Fidelity, SpecFamily, register_family
 from generators.modifiers import (
     ScaleActuatorGear,
     ScaleGeomLength,
     ScaleGeomMass,
     ScaleJointDamping,
     SpecModifier,
+    capsule_mass,
 )
 from generators.space import Param, ParamSpace
 from generators.task import LATENCY, OBS_NOISE, BatchState, Task
 
 # Reference geometry of Gymnasium's inverted_pendulum.xml, SI units.
-DENSITY = 1000.0
 CART_RADIUS, CART_HALF_LENGTH = 0.1, 0.1
 POLE_RADIUS = 0.049
 POLE_TIP = (0.001, 0.0, 0.6)  # the pole capsule runs from the hinge (origin) to here
@@ -47,11 +46,6 @@ MAX_EPISODE_STEPS = 1000
 MAX_ANGLE = 0.2
 RESET_NOISE = 0.01
 _X_AXIS_QUAT = (math.sqrt(0.5), 0.0, math.sqrt(0.5), 0.0)  # turns a capsule's z axis onto x
-
-
-def capsule_mass(radius: float, half_length: float, density: float = DENSITY) -> float:
-    """Return the mass of a uniform capsule (cylinder plus two hemispherical caps)."""
-    return density * math.pi * radius**2 * (2.0 * half_length + 4.0 / 3.0 * radius)
 
 
 CART_MASS = capsule_mass(CART_RADIUS, CART_HALF_LENGTH)  # 10.47 kg
@@ -87,23 +81,6 @@ MASS_GEOMS = ("cart", "cpole")
 
 # ---------------------------------------------------------------------------------------------
 # Fidelities
-
-
-@dataclass(frozen=True)
-class Fidelity:
-    """Integrator settings of one fidelity; all share the control step :data:`CONTROL_DT`."""
-
-    integrator: mujoco.mjtIntegrator
-    timestep: float
-    iterations: int
-    ls_iterations: int
-
-    def apply(self, spec: mujoco.MjSpec) -> None:
-        """Write the settings into ``spec.option``."""
-        spec.option.integrator = self.integrator
-        spec.option.timestep = self.timestep
-        spec.option.iterations = self.iterations
-        spec.option.ls_iterations = self.ls_iterations
 
 
 FIDELITY_SETTINGS: Mapping[str, Fidelity] = {

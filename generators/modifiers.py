@@ -24,6 +24,11 @@ A modifier whose ``absolute`` attribute is true takes a value in physical units 
 """
 
 
+def capsule_mass(radius: float, half_length: float, density: float = 1000.0) -> float:
+    """Return the mass of a uniform capsule (cylinder plus two hemispherical caps)."""
+    return density * math.pi * radius**2 * (2.0 * half_length + 4.0 / 3.0 * radius)
+
+
 def _element(spec: mujoco.MjSpec, kind: str, name: str) -> Any:
     element = getattr(spec, kind)(name)
     if element is None:

@@ -24,8 +24,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from generators.families import SpecFamily, register_family
-from generators.inverted_pendulum import Fidelity, capsule_mass
+from generators.families import Fidelity, SpecFamily, register_family
 from generators.modifiers import (
     Combined,
     ScaleBodyPos,
@@ -37,6 +36,7 @@ from generators.modifiers import (
     ScaleJointDamping,
     SetJointFrictionLoss,
     SpecModifier,
+    capsule_mass,
 )
 from generators.reality import RealityProxy, gymnasium_asset, register_reality
 from generators.space import Param, ParamSpace
