@@ -253,6 +253,7 @@ class Loop:
         self.oracle: OracleRecord | None = None
         self.last_regions: list[RegionResult] = []
         self.deploy_policy: Any = None
+        self.current_policy: Any = None
         self.floor_return: float | None = None
         self._warned_oracle = False
         self.tracker: Tracker | None = None
@@ -320,7 +321,7 @@ class Loop:
         for r in train_regions:
             state.region_train_episodes[r["index"]] += r["episodes"]
             state.region_unstable[r["index"]] += r["unstable"]
-        policy = self.learner.policy()
+        policy = self.current_policy = self.learner.policy()
         # 4. Evaluate: per region on high-fidelity sim; on the reality proxy on a cadence.
         t_eval = time.perf_counter()
         regions = evaluate_regions(
@@ -436,7 +437,7 @@ class Loop:
 
     def _record(self, record: dict[str, Any]) -> None:
         """Checkpoint first (it carries the record), then the journal line, then W&B."""
-        policy = self.learner.policy()
+        policy = self.current_policy
 
         def write(tmp: Path) -> None:
             self.learner.save(tmp / "learner")
