@@ -19,9 +19,13 @@ Metrics (JSON rows ``{"case", "metric", "value", "unit"}``):
 * ``propose_cpu_s`` (same cases): CPU seconds of that propose (torch runs on one thread while
   proposing, so this approximates the wall time on a quiet machine).
 
-``propose_share`` needs the loop integration and is not measured here.
+* ``propose_share`` (case: config, run, iterations): share of an iteration's wall time the
+  `bo` controller's ``propose`` took in a real loop run (journal ``controller/propose_share``;
+  mean and max over the GP iterations, the initial design excluded). Measured on the runs
+  given with ``--runs`` (e.g. a comparison's ``bo-s*`` directories), otherwise (full mode) by
+  running ``configs/default.yaml`` with ``controller.method=bo`` for 4 iterations.
 
-Usage: ``python benchmarks/controller.py [--quick] [--out PATH]``.
+Usage: ``python benchmarks/controller.py [--quick] [--runs RUN_DIR ...] [--out PATH]``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ import argparse
 import json
 import math
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -39,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 from botorch.test_functions.multi_fidelity import AugmentedBranin, AugmentedHartmann
+from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
@@ -123,10 +130,44 @@ def time_propose(n_obs: int, dims: int, seed: int = 0) -> dict[str, float]:
     return {"cold": cold, "warm": warm, "cold_cpu": cold_cpu, "warm_cpu": warm_cpu}
 
 
+def propose_shares(run_dir: Path) -> dict[str, Any]:
+    """``controller/propose_share`` of a loop run's GP iterations, read from its journal."""
+    records = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    shares = [
+        r["controller/propose_share"]
+        for r in records
+        if r.get("controller/diagnostics", {}).get("acquisition") not in (None, "sobol")
+    ]
+    config = OmegaConf.load(run_dir / "config.yaml").name
+    return {"config": config, "run": run_dir.name, "iterations": len(shares), "shares": shares}
+
+
+def run_default_bo(iterations: int) -> Path:
+    """Run the default config with the `bo` controller (the main job's budget per iteration)."""
+    root = Path(__file__).resolve().parents[1]
+    run_dir = Path(tempfile.mkdtemp(prefix="propose-share-")) / "bo"
+    cmd = [
+        sys.executable,
+        "-m",
+        "loop.cli",
+        "run",
+        "configs/default.yaml",
+        "controller.method=bo",
+        f"budget.iterations={iterations}",
+        f"run.dir={run_dir}",
+    ]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
+    return run_dir
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few seeds, small budgets (< 2 min)")
     parser.add_argument("--out", default="benchmarks/results/controller.json")
+    parser.add_argument(
+        "--runs", nargs="*", default=None, help="bo run directories to read propose_share from"
+    )
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")  # BoTorch's optimizer warnings; the numbers speak
 
@@ -135,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         cases = {"branin": (120.0, [1.0, 0.2]), "hartmann": (160.0, [1.0, 0.5])}
         timing = [(50, 6), (200, 8)]
     else:
-        seeds = [0, 1, 2, 3, 4]
-        cases = {"branin": (400.0, [1.0, 0.1]), "hartmann": (1000.0, [0.5, 0.2])}
+        seeds = [0, 1, 2]
+        cases = {"branin": (400.0, [1.0, 0.1]), "hartmann": (600.0, [0.5, 0.2])}
         timing = [(50, 6), (50, 8), (200, 6), (200, 8)]
 
     results: list[dict[str, Any]] = []
@@ -180,6 +221,23 @@ def main(argv: list[str] | None = None) -> int:
                     "unit": "regret",
                 }
             )
+
+    runs = [Path(r) for r in args.runs] if args.runs else []
+    if not runs and not args.quick:
+        runs = [run_default_bo(4)]
+    for run_dir in runs:
+        got = propose_shares(run_dir)
+        case = {k: got[k] for k in ("config", "run", "iterations")}
+        for stat, fn in (("mean", np.mean), ("max", np.max)):
+            if got["shares"]:
+                results.append(
+                    {
+                        "case": {**case, "stat": stat},
+                        "metric": "propose_share",
+                        "value": float(fn(got["shares"])),
+                        "unit": "fraction",
+                    }
+                )
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,23 +74,58 @@ def make_env(env_config: Mapping[str, Any]) -> gym.Env | gym.vector.VectorEnv:
     raise ValueError(f"unknown env kind {kind!r}")
 
 
-def push_task_distribution(env_runner: Any, payload: Mapping[str, Any]) -> int:
-    """Set the task distribution of every sub-env of `env_runner`'s vector env.
+def allocate_envs(shares: Sequence[float], n: int) -> list[int]:
+    """Split `n` sub-envs by `shares` (largest remainder); every positive share gets one.
 
-    Handles both a `BatchedVectorEnv` and a `SyncVectorEnv` of `TaskEnv`s (under RLlib's
-    wrappers). Returns how many sub-envs took it (0 if the runner holds no env, as the
-    local runner does when remote ones sample).
+    All sub-envs of an EnvRunner step in lockstep, so the counts are also the split of the
+    env steps (a fidelity with 2 of 8 sub-envs gets exactly a quarter of the steps).
+    """
+    shares = np.asarray(shares, dtype=float)
+    if shares.size == 0 or np.any(shares < 0) or shares.sum() <= 0:
+        raise ValueError(f"shares must be non-negative with a positive sum (got {shares})")
+    positive = int(np.count_nonzero(shares))
+    if positive > n:
+        raise ValueError(f"{positive} parts need at least {positive} sub-envs, have {n}")
+    shares = shares / shares.sum()
+    counts = (shares > 0).astype(int)
+    rest = n - positive
+    ideal = np.maximum(shares * n - counts, 0.0)
+    extra = np.floor(ideal * rest / max(ideal.sum(), 1e-12)).astype(int) if rest else counts * 0
+    counts += extra
+    order = np.argsort(-(ideal * rest / max(ideal.sum(), 1e-12) - extra), kind="stable")
+    for i in order[: n - counts.sum()]:
+        counts[i] += 1
+    return counts.tolist()
+
+
+def push_task_distribution(
+    env_runner: Any, payload: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+) -> int:
+    """Set the task distribution of the sub-envs of `env_runner`'s vector env.
+
+    `payload` is one distribution for every sub-env or a list with one per sub-env of every
+    EnvRunner (indexed by the runner's `worker_index`: the local runner 0 samples when there
+    are no remote ones, remote runner i holds sub-envs from `(i - 1) * num_envs`). Handles
+    both a `BatchedVectorEnv` and a `SyncVectorEnv` of `TaskEnv`s (under RLlib's wrappers).
+    Returns how many sub-envs took one (0 if the runner holds no env, as the local runner
+    does when remote ones sample).
     """
     if env_runner.env is None:
         return 0
     venv = env_runner.env.unwrapped
+    n = venv.num_envs
+    if isinstance(payload, Mapping):
+        own = [payload] * n
+    else:
+        offset = max(int(env_runner.worker_index) - 1, 0) * n
+        own = list(payload[offset : offset + n])
     if isinstance(venv, BatchedVectorEnv):
-        venv.set_task_distribution(payload)
-        return venv.num_envs
-    envs = venv.envs
-    for env in envs:
-        env.unwrapped.set_task_distribution(payload)
-    return len(envs)
+        for i, dist in enumerate(own):
+            venv.set_task_distribution(dist, indices=[i])
+    else:
+        for env, dist in zip(venv.envs, own, strict=True):
+            env.unwrapped.set_task_distribution(dist)
+    return len(own)
 
 
 def _count(value: Any) -> int:
@@ -126,6 +161,9 @@ class TrainStats:
     """Wall time of this call."""
     episode_log: list[dict[str, Any]] = field(default_factory=list)
     """Finished episodes of this call from every EnvRunner (see `generators.EpisodeLog`)."""
+    env_steps_by_fidelity: dict[str, int] = field(default_factory=dict)
+    """`env_steps` split by the fidelity the sub-envs simulated, as the batched envs counted
+    them (empty for `vectorize=sync`, whose envs do not count)."""
 
 
 class RLlibLearner:
@@ -185,18 +223,36 @@ class RLlibLearner:
         self.episodes = 0
         self.unstable_episodes = 0
 
+    @property
+    def num_envs(self) -> int:
+        """Sub-envs over all EnvRunners that sample."""
+        return max(1, self.cfg.num_env_runners) * self.cfg.num_envs_per_env_runner
+
     def set_task_distribution(self, dist: TaskDistribution) -> int:
         """Push `dist` to every sub-env of every EnvRunner; returns how many envs took it."""
-        payload = dist.to_dict()
+        return self._push(dist.to_dict())
 
+    def set_task_distributions(self, parts: Sequence[tuple[TaskDistribution, float]]) -> list[int]:
+        """Give each `(distribution, share)` part its share of the sub-envs (e.g. one part per
+        fidelity); returns the sub-env count per part, which is also its share of the steps.
+
+        Each EnvRunner gets the parts in the same proportions (as near as its sub-env count
+        allows), so every runner's episodes mix all parts.
+        """
+        per_runner = self.cfg.num_envs_per_env_runner
+        counts = allocate_envs([share for _, share in parts], per_runner)
+        own = [dist.to_dict() for (dist, _), c in zip(parts, counts, strict=True) for _ in range(c)]
+        self._push(own * max(1, self.cfg.num_env_runners))
+        return [c * max(1, self.cfg.num_env_runners) for c in counts]
+
+    def _push(self, payload: Mapping[str, Any] | list[Mapping[str, Any]]) -> int:
         def push(env_runner: Any) -> int:
             return push_task_distribution(env_runner, payload)
 
         counts = self.algo.env_runner_group.foreach_env_runner(push, local_env_runner=True)
         total = int(sum(counts))
-        expected = max(1, self.cfg.num_env_runners) * self.cfg.num_envs_per_env_runner
-        if total != expected:
-            raise RuntimeError(f"task distribution reached {total} of {expected} envs")
+        if total != self.num_envs:
+            raise RuntimeError(f"task distribution reached {total} of {self.num_envs} envs")
         return total
 
     def train(self, env_steps: int, progress: Callable[[int], None] | None = None) -> TrainStats:
@@ -205,6 +261,7 @@ class RLlibLearner:
         `progress`, if given, is called with the env steps done so far after each PPO update.
         """
         t0 = time.perf_counter()
+        counted0 = self._counted_steps()
         start, episodes, unstable = self.env_steps, 0, 0
         ret = float("nan")
         while self.env_steps - start < env_steps:
@@ -220,6 +277,17 @@ class RLlibLearner:
                 progress(self.env_steps - start)
         self.episodes += episodes
         self.unstable_episodes += unstable
+        counted = {
+            f: n - counted0.get(f, 0.0)
+            for f, n in self._counted_steps().items()
+            if n > counted0.get(f, 0.0)
+        }
+        total = sum(counted.values())
+        by_fidelity = {}
+        if total > 0:
+            # RLlib's count is the reference; the envs' counts give the split.
+            steps = self.env_steps - start
+            by_fidelity = {f: round(steps * n / total) for f, n in counted.items()}
         return TrainStats(
             env_steps=self.env_steps - start,
             episodes=episodes,
@@ -227,10 +295,12 @@ class RLlibLearner:
             unstable_episodes=unstable,
             train_s=time.perf_counter() - t0,
             episode_log=self.drain_episodes(),
+            env_steps_by_fidelity=by_fidelity,
         )
 
     def drain_episodes(self) -> list[dict[str, Any]]:
-        """Collect (and clear) the finished-episode logs of every sub-env on every EnvRunner."""
+        """Collect (and clear) the finished-episode logs of every sub-env on every EnvRunner;
+        each record gains `order`, its position in its runner's finish order (0..1)."""
 
         def drain(env_runner: Any) -> list[dict[str, Any]]:
             if env_runner.env is None:
@@ -242,7 +312,31 @@ class RLlibLearner:
             return [record for log in logs if log is not None for record in log.drain()]
 
         per_runner = self.algo.env_runner_group.foreach_env_runner(drain, local_env_runner=True)
-        return [record for records in per_runner for record in records]
+        out = []
+        for records in per_runner:
+            # Position in the runner's finish order, 0..1: deterministic (unlike wall time)
+            # and comparable across runners, which sample in step.
+            for i, record in enumerate(records):
+                out.append({**record, "order": i / max(len(records) - 1, 1)})
+        return out
+
+    def _env_costs(self) -> list[dict[str, dict[str, float]]]:
+        """Each EnvRunner's batched-env cost records (`BatchedVectorEnv.costs`)."""
+
+        def read(env_runner: Any) -> dict[str, dict[str, float]]:
+            if env_runner.env is None or not isinstance(env_runner.env.unwrapped, BatchedVectorEnv):
+                return {}
+            return env_runner.env.unwrapped.costs()
+
+        return self.algo.env_runner_group.foreach_env_runner(read, local_env_runner=True)
+
+    def _counted_steps(self) -> dict[str, float]:
+        """Sub-env steps the batched envs counted so far, by fidelity, over all EnvRunners."""
+        totals: dict[str, float] = {}
+        for costs in self._env_costs():
+            for fidelity, c in costs.items():
+                totals[fidelity] = totals.get(fidelity, 0.0) + c["env_steps"]
+        return totals
 
     def sim_costs(self) -> dict[str, float]:
         """Measured simulation cost by fidelity (seconds per env step) over all EnvRunners.
@@ -250,15 +344,8 @@ class RLlibLearner:
         Read from the batched vector envs, which time their own stepping; each runner's
         smoothed value is weighted by the steps it measured. Empty for `vectorize=sync`.
         """
-
-        def read(env_runner: Any) -> dict[str, dict[str, float]]:
-            if env_runner.env is None or not isinstance(env_runner.env.unwrapped, BatchedVectorEnv):
-                return {}
-            return env_runner.env.unwrapped.costs()
-
-        per_runner = self.algo.env_runner_group.foreach_env_runner(read, local_env_runner=True)
         totals: dict[str, list[float]] = {}
-        for costs in per_runner:
+        for costs in self._env_costs():
             for fidelity, c in costs.items():
                 acc = totals.setdefault(fidelity, [0.0, 0.0])
                 acc[0] += c["s_per_step"] * c["env_steps"]

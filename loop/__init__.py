@@ -6,23 +6,30 @@ from loop.controllers import (
     Controller,
     Proposal,
     ProposalResult,
+    learning_progress,
     make_controller,
     register_controller,
     to_task_distribution,
+    to_task_distributions,
 )
+from loop.scheduler import FidelityBudget, Scheduler
 
 __all__ = [
     "CONTROLLERS",
     "Config",
     "ConfigError",
     "Controller",
+    "FidelityBudget",
     "Loop",
     "Proposal",
     "ProposalResult",
+    "Scheduler",
+    "learning_progress",
     "load_config",
     "make_controller",
     "register_controller",
     "to_task_distribution",
+    "to_task_distributions",
 ]
 
 

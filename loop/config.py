@@ -35,9 +35,24 @@ class ControllerConfig:
     """Which curriculum controller proposes the task distribution."""
 
     method: str = "udr"
-    """Controller name: `nominal`, `udr` (see `loop.CONTROLLERS`)."""
+    """Controller name: `nominal`, `udr`, `bo` (see `loop.CONTROLLERS`)."""
     fidelity: str = "fine"
     """Fidelity the baselines train at."""
+    fidelities: list[str] = field(default_factory=lambda: ["coarse", "fine"])
+    """Fidelities `bo` chooses from, cheapest first; the last is its target."""
+    acquisition: str = "mes"
+    """`bo`'s acquisition: `mes` (cost-aware multi-fidelity max-value entropy search),
+    `mfkg` (multi-fidelity knowledge gradient) or `ucb` (cost-weighted UCB)."""
+    q: int = 4
+    """Points `bo` proposes per iteration."""
+    radius: float = 0.25
+    """Half-width (unit cube) of the box of thetas trained around each proposed point."""
+    explore_share: float = 0.2
+    """Share of the task distribution spent on uniform exploration at the target fidelity."""
+    drift: bool = True
+    """Model the learning signal as drifting over time (a time input with its own kernel)."""
+    feasibility: bool = True
+    """Steer proposals away from unstable regions (GP classifier of the stability flags)."""
 
 
 @dataclass
@@ -48,6 +63,12 @@ class BudgetConfig:
     """Loop iterations; reaching it ends the run `completed`."""
     fine_env_steps: int = 2_000_000
     """Fine-fidelity training env steps; spending it ends the run `budget_exhausted`."""
+    coarse_env_steps: int = 10_000_000
+    """Coarse-fidelity training env steps; when spent, proposals move to the fine fidelity."""
+    fine_sim_s: float | None = None
+    """Simulation seconds at the fine fidelity (measured cost x steps); unset: no limit."""
+    coarse_sim_s: float | None = None
+    """Simulation seconds at the coarse fidelity; unset: no limit."""
     wall_s: float = 3600.0
     """Wall-clock seconds over all sessions of the run; spending it ends it `budget_exhausted`."""
 
@@ -189,9 +210,14 @@ def validate(cfg: Config) -> None:
                 key,
                 f"unknown fidelity {fid!r} for {cfg.task} (known: {', '.join(family.fidelities)})",
             )
-    for key in ("iterations", "fine_env_steps", "wall_s"):
+    for key in ("iterations", "fine_env_steps", "coarse_env_steps", "wall_s"):
         if not getattr(cfg.budget, key) > 0:
             raise ConfigError(f"budget.{key}", f"must be > 0 (got {getattr(cfg.budget, key)})")
+    for key in ("fine_sim_s", "coarse_sim_s"):
+        value = getattr(cfg.budget, key)
+        if value is not None and not value > 0:
+            raise ConfigError(f"budget.{key}", f"must be > 0 or unset (got {value})")
+    check_controller(cfg.controller, family.fidelities)
     check("learner", cfg.learner.validate)
     check("eval", cfg.eval.validate)
     check("oracle", cfg.oracle.validate)
@@ -234,6 +260,33 @@ def validate(cfg: Config) -> None:
         raise ConfigError("run.keep_checkpoints", "must be >= 1")
     if cfg.ray.num_cpus < 1:
         raise ConfigError("ray.num_cpus", "must be >= 1")
+
+
+ACQUISITION_NAMES = ("mes", "mfkg", "ucb")
+"""`controller.acquisition` values (`loop.mfbo.ACQUISITIONS`, named here to validate
+configs without importing BoTorch)."""
+
+
+def check_controller(c: ControllerConfig, family_fidelities: Sequence[str]) -> None:
+    """Validate the model-based controller's knobs (the baselines ignore them)."""
+    if not c.fidelities:
+        raise ConfigError("controller.fidelities", "needs at least one fidelity")
+    for i, fid in enumerate(c.fidelities):
+        if fid not in family_fidelities:
+            known = ", ".join(family_fidelities)
+            raise ConfigError(f"controller.fidelities.{i}", f"unknown fidelity {fid!r} ({known})")
+    order = [family_fidelities.index(f) for f in c.fidelities]
+    if order != sorted(set(order)):
+        raise ConfigError("controller.fidelities", "list each fidelity once, cheapest first")
+    if c.acquisition not in ACQUISITION_NAMES:
+        known = ", ".join(ACQUISITION_NAMES)
+        raise ConfigError("controller.acquisition", f"unknown {c.acquisition!r} (known: {known})")
+    if c.q < 1:
+        raise ConfigError("controller.q", f"must be >= 1 (got {c.q})")
+    if not 0 <= c.radius <= 0.5:
+        raise ConfigError("controller.radius", f"must be in [0, 0.5] (got {c.radius})")
+    if not 0 <= c.explore_share < 1:
+        raise ConfigError("controller.explore_share", f"must be in [0, 1) (got {c.explore_share})")
 
 
 def _field_error(key: str, exc: ValueError) -> ConfigError:

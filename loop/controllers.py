@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from generators import ParamSpace, TaskDistribution
+from generators import FIDELITIES, ParamSpace, TaskDistribution
+
+if TYPE_CHECKING:
+    from loop.config import ControllerConfig
 
 
 @dataclass(frozen=True)
@@ -21,13 +26,32 @@ class Proposal:
     fidelity: str
     weight: float = 1.0
     """Share of the task distribution this proposal gets (normalized over the batch)."""
+    point: tuple[float, ...] | None = None
+    """The unit-cube theta a model-based controller chose (the box surrounds it)."""
+    explore: bool = False
+    """Exploration share (uniform), not a choice the controller learns from."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "low": list(self.low), "high": list(self.high)}
+        d = {**asdict(self), "low": list(self.low), "high": list(self.high)}
+        d["point"] = None if self.point is None else list(self.point)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Proposal:
-        return cls(tuple(d["low"]), tuple(d["high"]), d["fidelity"], float(d["weight"]))
+        point = d.get("point")
+        return cls(
+            tuple(d["low"]),
+            tuple(d["high"]),
+            d["fidelity"],
+            float(d["weight"]),
+            None if point is None else tuple(point),
+            bool(d.get("explore", False)),
+        )
+
+    def contains(self, theta_u: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+        """Which rows of ``theta_u`` (``n x d``, unit cube) lie in this proposal's box."""
+        low, high = np.asarray(self.low) - tol, np.asarray(self.high) + tol
+        return np.all((low <= theta_u) & (theta_u <= high), axis=-1)
 
 
 @dataclass(frozen=True)
@@ -41,22 +65,77 @@ class ProposalResult:
     """Seconds spent on this proposal."""
     unstable: int = 0
     """Episodes of this proposal ended by the stability guard."""
+    s_per_step: float = math.nan
+    """Measured simulation cost at the proposal's fidelity (seconds per env step)."""
+    episodes: int = 0
+    """Training episodes that ran in the proposal's box at its fidelity."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "proposal": self.proposal.to_dict()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ProposalResult:
-        return cls(Proposal.from_dict(d["proposal"]), d["value"], d["cost"], d["unstable"])
+        return cls(
+            Proposal.from_dict(d["proposal"]),
+            d["value"],
+            d["cost"],
+            d["unstable"],
+            float(d.get("s_per_step", math.nan)),
+            int(d.get("episodes", 0)),
+        )
+
+
+def to_task_distributions(proposals: Sequence[Proposal]) -> list[tuple[TaskDistribution, float]]:
+    """The learner's task distribution: per fidelity, the mixture of that fidelity's boxes
+    and the share of the batch's weight it gets (cheapest fidelity first)."""
+    if not proposals:
+        raise ValueError("no proposals")
+    total = sum(p.weight for p in proposals)
+    parts = []
+    for fidelity in FIDELITIES:
+        group = [p for p in proposals if p.fidelity == fidelity]
+        weight = sum(p.weight for p in group)
+        if group and weight > 0:
+            boxes = [np.array([p.low, p.high]) for p in group]
+            dist = TaskDistribution.mixture(boxes, [p.weight for p in group], fidelity)
+            parts.append((dist, weight / total))
+    unknown = {p.fidelity for p in proposals} - set(FIDELITIES)
+    if unknown or not parts:
+        raise ValueError(f"proposals need a known fidelity and a positive weight ({unknown})")
+    return parts
 
 
 def to_task_distribution(proposals: Sequence[Proposal]) -> TaskDistribution:
-    """The learner's task distribution: the proposals' boxes, weighted, at their fidelity."""
-    fidelities = {p.fidelity for p in proposals}
-    if len(fidelities) != 1:
-        raise ValueError(f"one fidelity per batch expected, got {sorted(fidelities)}")
-    boxes = [np.array([p.low, p.high]) for p in proposals]
-    return TaskDistribution.mixture(boxes, [p.weight for p in proposals], fidelities.pop())
+    """The task distribution of a batch whose proposals share one fidelity."""
+    parts = to_task_distributions(proposals)
+    if len(parts) != 1:
+        raise ValueError(f"one fidelity per batch expected, got {[d.fidelity for d, _ in parts]}")
+    return parts[0][0]
+
+
+def learning_progress(episodes: Sequence[Mapping[str, Any]], proposal: Proposal) -> float:
+    """Absolute learning progress of the learner's return in `proposal`'s box (ALP).
+
+    As in ALP-GMM, the absolute change of the return; here the change over one iteration,
+    fitted by least squares to the return of the episodes that ran in the box at the
+    proposal's fidelity against their finish order (`order`, 0..1 over the iteration; the
+    list position when absent). A fit is robust to the few-episode noise of a difference of
+    two returns. NaN with fewer than 3 such episodes.
+    """
+    inside = [
+        e
+        for e in episodes
+        if e["fidelity"] == proposal.fidelity and proposal.contains(np.asarray(e["theta_u"]))
+    ]
+    if len(inside) < 3:
+        return math.nan
+    t = np.array([e.get("order", i) for i, e in enumerate(inside)], dtype=float)
+    r = np.array([e["return"] for e in inside], dtype=float)
+    span = float(t.max() - t.min())
+    if span <= 0:
+        return math.nan
+    slope = np.polyfit(t - t.min(), r, 1)[0]
+    return float(abs(slope) * span)
 
 
 class Controller(ABC):
@@ -69,13 +148,26 @@ class Controller(ABC):
         space: the generator's parameter space.
         fidelity: the fidelity to train at when the method has no choice of its own.
         seed: seeds the controller's own RNG.
+        config: the run's `controller` section (model-based controllers read their knobs).
     """
 
-    def __init__(self, space: ParamSpace, fidelity: str, seed: int) -> None:
+    def __init__(
+        self,
+        space: ParamSpace,
+        fidelity: str,
+        seed: int,
+        config: ControllerConfig | None = None,
+    ) -> None:
         self.space = space
         self.fidelity = fidelity
+        self.config = config
         self.rng = np.random.default_rng(seed)
         self.observations: list[ProposalResult] = []
+        self.diagnostics: dict[str, Any] = {}
+        """What the last `propose` did (journaled and sent to W&B by the loop)."""
+        self.allowed_fidelities: list[str] | None = None
+        """Fidelities with budget left, set by the loop's scheduler before each `propose`
+        (None: all). Controllers that choose fidelities must stay within them."""
 
     @abstractmethod
     def propose(self, history: Sequence[Mapping[str, Any]]) -> list[Proposal]:
@@ -96,7 +188,11 @@ class Controller(ABC):
         self.observations = [ProposalResult.from_dict(d) for d in state["observations"]]
 
 
-CONTROLLERS: dict[str, type[Controller]] = {}
+CONTROLLERS: dict[str, type[Controller] | str] = {
+    # Model-based controllers import torch and BoTorch; registered by "module:Class" so that
+    # config validation knows their names without paying for those imports.
+    "bo": "loop.bo:BOController",
+}
 
 
 def register_controller(name: str) -> Callable[[type[Controller]], type[Controller]]:
@@ -111,11 +207,21 @@ def register_controller(name: str) -> Callable[[type[Controller]], type[Controll
     return add
 
 
-def make_controller(method: str, space: ParamSpace, fidelity: str, seed: int) -> Controller:
+def make_controller(
+    method: str,
+    space: ParamSpace,
+    fidelity: str,
+    seed: int,
+    config: ControllerConfig | None = None,
+) -> Controller:
     """Instantiate the controller registered as `method`."""
     if method not in CONTROLLERS:
         raise ValueError(f"unknown controller {method!r} (known: {', '.join(sorted(CONTROLLERS))})")
-    return CONTROLLERS[method](space, fidelity, seed)
+    cls = CONTROLLERS[method]
+    if isinstance(cls, str):
+        module, _, name = cls.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+    return cls(space, fidelity, seed, config)
 
 
 @register_controller("nominal")
@@ -143,7 +249,9 @@ __all__ = [
     "Proposal",
     "ProposalResult",
     "UniformDRController",
+    "learning_progress",
     "make_controller",
     "register_controller",
     "to_task_distribution",
+    "to_task_distributions",
 ]

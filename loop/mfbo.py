@@ -401,6 +401,8 @@ class MultiFidelityBO:
         self.n_observe_calls = 0
         self.rounds_without_target = 0
         self.diagnostics: dict[str, Any] = {}
+        self.model: Model | None = None
+        """The GP fitted by the last `propose` (not checkpointed: refitted on demand)."""
 
     # ----------------------------------------------------------------- layout
     @property
@@ -717,6 +719,7 @@ class MultiFidelityBO:
     ) -> list[tuple[np.ndarray, int]]:
         s = self.settings
         model, feas, fit_s = self._fit()
+        self.model = model
         ctx = self._context(model, seed)
         builder = ACQUISITIONS[s.acquisition]
         top = self.num_fidelities - 1
@@ -791,6 +794,42 @@ class MultiFidelityBO:
             ctx = self._context(model, seed)
             cand, _ = self._optimize_at(PosteriorMean(model), ctx, self.num_fidelities - 1, seed)
         return cand[0, : self.dim].numpy().copy()
+
+    def posterior_slice(
+        self, dims: Sequence[int], n: int = 25, base: Sequence[float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and std at the target fidelity and the latest time on a grid.
+
+        The grid spans theta dims ``dims`` (one or two) over ``[0, 1]`` with ``n`` points
+        each; the other dims sit at ``base`` (default: the cube's center). Returns two arrays
+        of shape ``n x n`` (``[i, j]``: ``dims[0]`` at grid point i, ``dims[1]`` at j) or
+        ``1 x n`` for one dim, in the objective's units. Uses the last `propose`'s GP.
+        """
+        if not 1 <= len(dims) <= 2:
+            raise ValueError("posterior_slice takes one or two dims")
+        if self.model is None:
+            if self.num_observations < 2:
+                raise ValueError("no GP yet: needs at least 2 observations")
+            with self._torch_env(self.seed):
+                self.model, _, _ = self._fit()
+        axis = np.linspace(0.0, 1.0, n)
+        grids = np.meshgrid(*([axis] * len(dims)), indexing="ij")
+        pts = np.tile(
+            np.full(self.dim, 0.5) if base is None else np.asarray(base),
+            (axis.size ** len(dims), 1),
+        )
+        for dim, grid in zip(dims, grids, strict=True):
+            pts[:, dim] = grid.reshape(-1)
+        X = torch.zeros(pts.shape[0], self._D, dtype=DTYPE)
+        X[:, : self.dim] = torch.as_tensor(pts, dtype=DTYPE)
+        for col, v in self._target().items():
+            X[:, col] = v
+        with torch.no_grad():
+            post = self.model.posterior(X)
+            mean = post.mean.squeeze(-1).numpy()
+            std = post.variance.clamp_min(0).sqrt().squeeze(-1).numpy()
+        shape = (n, n) if len(dims) == 2 else (1, n)
+        return mean.reshape(shape), std.reshape(shape)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

@@ -40,8 +40,15 @@ from generators import FIDELITIES, ParamSpace, Region, TaskDistribution, get_fam
 from learners.policy import MLPPolicy
 from loop.checkpoint import Checkpoints, load_state, save_state
 from loop.config import Config, ConfigError
-from loop.controllers import Proposal, ProposalResult, make_controller, to_task_distribution
+from loop.controllers import (
+    Proposal,
+    ProposalResult,
+    learning_progress,
+    make_controller,
+    to_task_distributions,
+)
 from loop.journal import Journal, jsonable
+from loop.scheduler import FidelityBudget, Scheduler
 from loop.tracking import Tracker
 
 # Evaluation seeds are common random numbers: every evaluation of a run (and the oracle's)
@@ -100,13 +107,49 @@ def per_region(episodes: list[dict[str, Any]], regions: list[Region]) -> list[di
     return out
 
 
-def count_unstable(episodes: list[dict[str, Any]], proposal: Proposal, tol: float = 1e-6) -> int:
-    """Unstable training episodes whose theta lies in `proposal`'s box: its infeasibility."""
-    low, high = np.asarray(proposal.low) - tol, np.asarray(proposal.high) + tol
-    return sum(
-        bool(e["unstable"]) and bool(np.all((low <= e["theta_u"]) & (e["theta_u"] <= high)))
+def count_in(episodes: list[dict[str, Any]], proposal: Proposal) -> tuple[int, int]:
+    """Training episodes that ran in `proposal`'s box at its fidelity, and how many of them
+    the stability guard ended (the proposal's infeasibility)."""
+    inside = [
+        e
         for e in episodes
-    )
+        if e["fidelity"] == proposal.fidelity and proposal.contains(np.asarray(e["theta_u"]))
+    ]
+    return len(inside), sum(bool(e["unstable"]) for e in inside)
+
+
+def make_scheduler(cfg: Config) -> Scheduler:
+    """Budgets per fidelity from `budget`; the target is the fidelity the run is judged at."""
+    b = cfg.budget
+    budgets = {
+        "coarse": FidelityBudget(b.coarse_env_steps, b.coarse_sim_s),
+        "fine": FidelityBudget(b.fine_env_steps, b.fine_sim_s),
+    }
+    family = get_family(cfg.task)
+    budgets = {f: v for f, v in budgets.items() if f in family.fidelities}
+    if cfg.controller.method == "bo":
+        target = cfg.controller.fidelities[-1]
+    else:
+        target = cfg.controller.fidelity
+    return Scheduler(budgets, target)
+
+
+def _diagnostic_scalars(diagnostics: dict[str, Any]) -> dict[str, float | None]:
+    """Journal scalars of a model-based controller's last propose (empty for baselines)."""
+    if not diagnostics:
+        return {}
+
+    def mean(key: str) -> float | None:
+        values = [v for v in diagnostics.get(key) or [] if v is not None]
+        return float(np.mean(values)) if values else None
+
+    return {
+        "controller/fit_s": diagnostics.get("fit_s"),
+        "controller/acq_value_mean": mean("acq_values"),
+        "controller/info_gain_per_cost_mean": mean("info_gain_per_cost"),
+        "controller/fallback_slots": len(diagnostics.get("fallback_slots") or []),
+        "controller/n_obs": diagnostics.get("n_obs"),
+    }
 
 
 def family_env_spec(cfg: Config, space: ParamSpace, dist: TaskDistribution) -> dict[str, Any]:
@@ -246,8 +289,9 @@ class Loop:
             region_train_episodes=[0] * len(self.regions), region_unstable=[0] * len(self.regions)
         )
         self.controller = make_controller(
-            cfg.controller.method, self.space, cfg.controller.fidelity, cfg.seed
+            cfg.controller.method, self.space, cfg.controller.fidelity, cfg.seed, cfg.controller
         )
+        self.scheduler = make_scheduler(cfg)
         self.history: list[dict[str, Any]] = []
         self.learner: Any = None
         self.oracle: OracleRecord | None = None
@@ -288,6 +332,10 @@ class Loop:
             saved = load_state(ckpt / "state.pt")
             self.state = LoopState(**saved["loop"])
             self.controller.load_state_dict(saved["controller"])
+            if "scheduler" in saved:
+                self.scheduler.load_state_dict(saved["scheduler"])
+            else:  # a checkpoint from before the scheduler: steps were all it counted
+                self.scheduler.env_steps.update(self.state.env_steps)
             torch.set_rng_state(saved["torch_rng"])
             name, keys, pos, has_gauss, cached = saved["numpy_rng"]
             np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
@@ -301,21 +349,33 @@ class Loop:
 
     def _iteration(self, k: int, steps: int, last: bool) -> dict[str, Any]:
         cfg, state = self.cfg, self.state
-        # 1. Propose: the controller picks the training contexts.
+        t_iter = time.perf_counter()
+        scheduler = self.scheduler
+        # 1. Propose: the controller picks the training contexts (and fidelities).
+        self.controller.allowed_fidelities = scheduler.available()
         t0 = time.perf_counter()
         proposals = self.controller.propose(self.history)
         propose_s = time.perf_counter() - t0
-        dist = to_task_distribution(proposals)
-        # 2. Generate: every sub-env draws its theta from this distribution at reset and
-        #    builds that MuJoCo model (the stability guard ends and counts unstable episodes).
-        self.learner.set_task_distribution(dist)
+        diagnostics = dict(self.controller.diagnostics)
+        parts = to_task_distributions(proposals)
+        # 2. Generate: each fidelity gets its share of the sub-envs; every sub-env draws its
+        #    theta from its part at reset and builds that MuJoCo model (the stability guard
+        #    ends and counts unstable episodes).
+        counts = self.learner.set_task_distributions(parts)
+        env_share = {d.fidelity: c / sum(counts) for (d, _), c in zip(parts, counts, strict=True)}
+        steps = max(1, scheduler.plan(env_share, steps))
         # 3. Train.
         stats = self.learner.train(
             steps, lambda done: self._show(f"training {done:,}/{steps:,} env steps")
         )
         self._show("evaluating")
-        state.env_steps[dist.fidelity] += stats.env_steps
         costs = self.learner.sim_costs()  # measured, for the scheduler and the journal
+        by_fidelity = stats.env_steps_by_fidelity or {
+            f: round(stats.env_steps * share) for f, share in env_share.items()
+        }
+        scheduler.record(by_fidelity, costs)
+        for f in state.env_steps:
+            state.env_steps[f] = scheduler.env_steps.get(f, 0)
         state.unstable_episodes += stats.unstable_episodes
         train_regions = per_region(stats.episode_log, self.regions)
         for r in train_regions:
@@ -360,34 +420,60 @@ class Loop:
         t0 = time.perf_counter()
         weights = np.array([p.weight for p in proposals], dtype=float)
         share = weights / weights.sum()
-        self.controller.observe(
-            [
+        scale = self._return_scale()
+        results = []
+        for p, s in zip(proposals, share, strict=True):
+            episodes, unstable = count_in(stats.episode_log, p)
+            results.append(
                 ProposalResult(
                     p,
-                    stats.episode_return_mean,
+                    learning_progress(stats.episode_log, p) / scale,
                     float(stats.train_s * s),
-                    unstable=count_unstable(stats.episode_log, p),
+                    unstable=unstable,
+                    s_per_step=costs.get(p.fidelity, float("nan")),
+                    episodes=episodes,
                 )
-                for p, s in zip(proposals, share, strict=True)
-            ]
-        )
+            )
+        self.controller.observe(results)
         observe_s = time.perf_counter() - t0
         state.controller_s += propose_s + observe_s
         state.iteration = k + 1
+        signal = [r.value for r in results if not r.proposal.explore]
+        finite = [v for v in signal if np.isfinite(v)]
+        spent = scheduler.spent_shares()
         record.update(
             {
                 "controller/propose_s": propose_s,
+                "controller/propose_share": propose_s / (time.perf_counter() - t_iter),
                 "controller/observe_s": observe_s,
                 "controller/proposals": len(proposals),
+                "controller/signal_mean": float(np.mean(finite)) if finite else None,
+                "controller/target_share": float(
+                    np.mean([p.fidelity == scheduler.target for p in proposals if not p.explore])
+                ),
+                **_diagnostic_scalars(diagnostics),
+                **{f"train/{f}_env_steps": n for f, n in by_fidelity.items()},
                 "budget/fine_env_steps": state.env_steps["fine"],
                 "budget/coarse_env_steps": state.env_steps["coarse"],
                 "budget/surrogate_env_steps": state.env_steps["surrogate"],
+                **{f"budget/{f}_sim_s": v for f, v in scheduler.sim_s.items()},
+                **{f"budget/{f}_share": v for f, v in spent.items()},
                 "budget/real_episodes": state.real_episodes,
                 "regions": [r.to_dict() for r in regions],
                 "proposals": [p.to_dict() for p in proposals],
+                "controller/signal": [r.value for r in results],
+                "controller/diagnostics": diagnostics,
             }
         )
         return record
+
+    def _return_scale(self) -> float:
+        """Per-family scale of the learning signal: the gap between the oracle and doing
+        nothing on the reality proxy (returns differ by orders of magnitude by family)."""
+        if self.floor_return is None:
+            return 1.0
+        gap = abs(self._oracle_return() - self.floor_return)
+        return gap if gap > 1e-9 else 1.0
 
     def _select_deployment(self, k: int, policy: Any, region_return: float) -> None:
         """Keep the policy to deploy: the latest, or the best on the sim regions so far."""
@@ -448,6 +534,7 @@ class Loop:
                 {
                     "loop": asdict(self.state),
                     "controller": self.controller.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
                     "torch_rng": torch.get_rng_state(),
                     "numpy_rng": _numpy_rng_state(),
                     "record": record,
@@ -461,6 +548,31 @@ class Loop:
         self.tracker.log_regions(
             self.last_regions, self.region_dims, self.cfg.eval.region_bins, record["iteration"]
         )
+        self.tracker.log_proposals(
+            self._proposal_rows(record), self.space.names, record["iteration"]
+        )
+        slice_ = getattr(self.controller, "posterior_slice", None)
+        if slice_ is not None and self.tracker.run is not None:
+            grids = slice_(self.region_dims)
+            if grids is not None:
+                self.tracker.log_posterior(*grids, self.region_dims, record["iteration"])
+
+    def _proposal_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """Proposals of a journal record with their signal and theta in physical units."""
+        rows = []
+        for p, signal in zip(record["proposals"], record["controller/signal"], strict=True):
+            point = p["point"]
+            theta = self.space.from_unit(np.asarray(point)) if point is not None else None
+            rows.append(
+                {
+                    "fidelity": p["fidelity"],
+                    "weight": p["weight"],
+                    "explore": p["explore"],
+                    "signal": signal,
+                    "theta": [theta[n] if theta else None for n in self.space.names],
+                }
+            )
+        return rows
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -469,10 +581,9 @@ class Loop:
         budget, state = self.cfg.budget, self.state
         if state.iteration >= budget.iterations or wall_s >= budget.wall_s:
             return False, 0
-        steps = self.cfg.learner.env_steps_per_iteration
-        if self.cfg.controller.fidelity == "fine":
-            steps = min(steps, budget.fine_env_steps - state.env_steps["fine"])
-        return steps > 0, steps
+        if self.scheduler.exhausted():
+            return False, 0
+        return True, self.cfg.learner.env_steps_per_iteration
 
     def run(self, resume: bool = False) -> dict[str, Any]:
         """Run (or resume) until a budget is spent; write and return `summary.json`."""
@@ -558,10 +669,11 @@ class Loop:
                 if not go:
                     break
                 k = state.iteration
-                # Last when the next iteration could not start (real eval always runs then).
-                last = k + 1 >= cfg.budget.iterations or (
-                    cfg.controller.fidelity == "fine"
-                    and state.env_steps["fine"] + steps >= cfg.budget.fine_env_steps
+                # Last when the next iteration could not start (real eval always runs then;
+                # should a mixed-fidelity iteration end the budget unforeseen, `run` does).
+                last = (
+                    k + 1 >= cfg.budget.iterations
+                    or self.scheduler.remaining_steps(self.scheduler.target) <= steps
                 )
                 record = self._iteration(k, steps, last)
                 state.wall_s = wall_base + time.perf_counter() - session_t0
@@ -609,6 +721,7 @@ class Loop:
             "controller_s": state.controller_s,
             "rejected_batches": state.rejected_batches,
             "unstable_episodes": state.unstable_episodes,
+            "budget": self.scheduler.to_dict(),
             "regions": [
                 {
                     **r.to_dict(),

@@ -46,6 +46,24 @@ def region_figure(results: Sequence[RegionResult], dim_names: Sequence[str], bin
     return fig
 
 
+def posterior_figure(mean: np.ndarray, std: np.ndarray, dim_names: Sequence[str]) -> Any:
+    """Side-by-side heatmaps of a GP's posterior mean and std over one or two unit axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+    extent = (0.0, 1.0, 0.0, 1.0)
+    for ax, grid, label in ((axes[0], mean, "posterior mean"), (axes[1], std, "posterior std")):
+        im = ax.imshow(grid.T if len(dim_names) == 2 else grid, origin="lower", extent=extent)
+        ax.set_xlabel(f"{dim_names[0]} (unit)")
+        ax.set_ylabel(f"{dim_names[1]} (unit)" if len(dim_names) == 2 else "")
+        fig.colorbar(im, ax=ax, label=label)
+    fig.tight_layout()
+    return fig
+
+
 class Tracker:
     """One W&B run per autocurriculum run; a resumed run continues the same W&B run id."""
 
@@ -98,6 +116,32 @@ class Tracker:
         )
         fig = region_figure(results, dim_names, bins)
         self.run.log({"regions/table": table, "regions/map": self._wandb.Image(fig)}, step=step)
+        plt.close(fig)
+
+    def log_proposals(
+        self, rows: Sequence[Mapping[str, Any]], names: Sequence[str], step: int
+    ) -> None:
+        """The iteration's proposals as a table: fidelity, weight, learning signal and the
+        proposed theta in physical units (empty for box-only proposals)."""
+        if self.run is None:
+            return
+        columns = ["fidelity", "weight", "explore", "signal", *names]
+        data = [[r["fidelity"], r["weight"], r["explore"], r["signal"], *r["theta"]] for r in rows]
+        self.run.log(
+            {"controller/proposals": self._wandb.Table(columns=columns, data=data)}, step=step
+        )
+
+    def log_posterior(
+        self, mean: np.ndarray, std: np.ndarray, dim_names: Sequence[str], step: int
+    ) -> None:
+        """Heatmaps of the controller's GP posterior (mean and std of its learning signal)
+        over the region dims, at the target fidelity and the latest time."""
+        if self.run is None:
+            return
+        import matplotlib.pyplot as plt
+
+        fig = posterior_figure(mean, std, dim_names)
+        self.run.log({"controller/posterior": self._wandb.Image(fig)}, step=step)
         plt.close(fig)
 
     def log_artifact(self, path: Path, name: str, kind: str) -> None:

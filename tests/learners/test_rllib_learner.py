@@ -102,3 +102,29 @@ def test_save_restore_round_trip(learner: RLlibLearner, tmp_path: Path) -> None:
     learner.restore(tmp_path / "ckpt")
     assert np.allclose(learner.policy()(obs), before, atol=1e-6)
     assert learner.env_steps == steps
+
+
+def test_mixed_fidelities_split_the_sub_envs_and_their_steps(learner: RLlibLearner) -> None:
+    coarse = TaskDistribution.point(FAMILY.space, {"pole_mass": 0.6}, "coarse")
+    fine = TaskDistribution.point(FAMILY.space, {"pole_mass": 1.8}, "fine")
+    assert learner.set_task_distributions([(coarse, 0.5), (fine, 0.5)]) == [1, 1]
+    learner.train(400)  # every sub-env resets under its part
+    stats = learner.train(1200)
+    read = learner.algo.env_runner_group.foreach_env_runner(
+        lambda r: (
+            [(e.fidelity, e.theta["pole_mass"]) for e in r.env.unwrapped.envs]
+            if r.env is not None
+            else []
+        ),
+        local_env_runner=False,
+    )
+    subenvs = [x for per_runner in read for x in per_runner]
+    assert [f for f, _ in subenvs] == ["coarse", "fine"]
+    assert [m for _, m in subenvs] == pytest.approx([0.6, 1.8], rel=1e-5)
+    split = stats.env_steps_by_fidelity
+    assert set(split) == {"coarse", "fine"}
+    assert abs(sum(split.values()) - stats.env_steps) <= 1
+    assert split["coarse"] == pytest.approx(split["fine"], rel=0.05)  # lockstep sub-envs
+    assert {e["fidelity"] for e in stats.episode_log} == {"coarse", "fine"}
+    orders = [e["order"] for e in stats.episode_log]
+    assert orders[0] == 0.0 and orders[-1] == 1.0 and orders == sorted(orders)

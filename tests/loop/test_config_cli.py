@@ -42,6 +42,14 @@ BAD = [
     (["reality.params.not_a_param=1.0"], "reality.params.not_a_param"),
     (["learner.lr=fast"], "learner.lr"),
     (["wandb.mode=loud"], "wandb.mode"),
+    (["budget.coarse_env_steps=0"], "budget.coarse_env_steps"),
+    (["budget.fine_sim_s=-1"], "budget.fine_sim_s"),
+    (["controller.fidelities=[fine,ultra]"], "controller.fidelities.1"),
+    (["controller.fidelities=[fine,coarse]"], "controller.fidelities"),
+    (["controller.acquisition=ei"], "controller.acquisition"),
+    (["controller.q=0"], "controller.q"),
+    (["controller.radius=0.7"], "controller.radius"),
+    (["controller.explore_share=1.0"], "controller.explore_share"),
 ]
 
 
@@ -89,3 +97,10 @@ def test_default_reality_differs_enough_for_randomization_to_matter() -> None:
 def test_every_shipped_config_is_valid() -> None:
     for path in sorted((ROOT / "configs").glob("*.yaml")):
         load_config(path)
+
+
+def test_acquisition_names_validated_without_botorch_match_the_registry() -> None:
+    from loop.config import ACQUISITION_NAMES
+    from loop.mfbo import ACQUISITIONS
+
+    assert set(ACQUISITION_NAMES) == set(ACQUISITIONS)

@@ -221,3 +221,38 @@ def test_unstable_worlds_are_survived_counted_per_region_and_reported(tmp_path: 
     latest = Checkpoints(run_dir / "checkpoints").latest()
     observations = load_state(latest / "state.pt")["controller"]["observations"]
     assert sum(o["unstable"] for o in observations) == summary["unstable_episodes"]
+
+
+def test_bo_mixes_fidelities_shows_its_model_and_stops_on_the_fine_budget(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = cli(
+        "run",
+        "configs/default.yaml",
+        *TINY,
+        f"run.dir={run_dir}",
+        "oracle.reference_return=1000",
+        "controller.method=bo",
+        "budget.iterations=50",
+        "budget.fine_env_steps=4000",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "budget_exhausted"
+    fine, coarse = summary["env_steps"]["fine"], summary["env_steps"]["coarse"]
+    assert 4000 <= fine < 4000 + 500  # at most one PPO batch over the budget
+    assert coarse > 0  # the initial design trains at both fidelities
+    assert summary["budget"]["shares"]["coarse"] > 0
+    records = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    assert len(records) == summary["iterations"] >= 4
+    modeled = [r for r in records if r["controller/diagnostics"]["acquisition"] == "mes"]
+    assert modeled, "the GP never took over from the initial design"
+    for r in modeled:
+        assert r["controller/n_obs"] > 0 and r["controller/fit_s"] > 0
+        assert r["controller/acq_value_mean"] is not None
+        points = [p for p in r["proposals"] if not p["explore"]]
+        assert len(points) == 4 and all(p["point"] is not None for p in points)
+    assert sum(r["train/coarse_env_steps"] + r["train/fine_env_steps"] for r in records[:1]) > 0
+    assert any(v is not None for r in records for v in r["controller/signal"])
+    media = run_dir / "wandb"
+    assert list(media.glob("offline-run-*/files/media/images/controller/posterior_*.png"))
+    assert list(media.glob("offline-run-*/files/media/table/controller/proposals_*.table.json"))

@@ -1,0 +1,99 @@
+"""The `bo` controller proposes boxes at fidelities, learns where progress is, and resumes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from generators import get_family
+from loop.config import ControllerConfig
+from loop.controllers import ProposalResult, make_controller, to_task_distributions
+
+SPACE = get_family("inverted_pendulum").space
+PEAK = np.array([0.85, 0.15])  # learning progress is high here (first two parameters)
+
+
+def signal(point: tuple[float, ...], fidelity: str) -> float:
+    """Synthetic learning progress: a bump in the first two dims; coarse is a biased copy."""
+    u = np.asarray(point)
+    value = float(np.exp(-np.sum((u[:2] - PEAK) ** 2) / 0.05))
+    return value if fidelity == "fine" else 0.8 * value + 0.05
+
+
+def make(seed: int = 0, **kw) -> object:
+    cfg = ControllerConfig(method="bo", **kw)
+    return make_controller("bo", SPACE, "fine", seed, cfg)
+
+
+def feed(ctrl, rounds: int) -> list[list]:
+    batches = []
+    for _ in range(rounds):
+        proposals = ctrl.propose([])
+        batches.append(proposals)
+        ctrl.observe(
+            [
+                ProposalResult(
+                    p,
+                    signal(p.point, p.fidelity) if p.point else 0.0,
+                    1.0,
+                    s_per_step=1e-4 if p.fidelity == "coarse" else 4e-4,
+                )
+                for p in proposals
+            ]
+        )
+    return batches
+
+
+def test_proposals_are_boxes_around_points_plus_uniform_exploration() -> None:
+    ctrl = make(q=4, radius=0.1, explore_share=0.2)
+    proposals = ctrl.propose([])
+    points = [p for p in proposals if not p.explore]
+    explore = [p for p in proposals if p.explore]
+    assert len(points) == 4 and len(explore) == 1
+    for p in points:
+        u = np.asarray(p.point)
+        assert np.allclose(p.low, np.clip(u - 0.1, 0, 1))
+        assert np.allclose(p.high, np.clip(u + 0.1, 0, 1))
+        assert p.weight == pytest.approx(0.2)
+    assert explore[0].fidelity == "fine" and explore[0].weight == pytest.approx(0.2)
+    assert {p.fidelity for p in points} == {"coarse", "fine"}  # the initial design spans both
+    assert sum(share for _, share in to_task_distributions(proposals)) == pytest.approx(1.0)
+
+
+def test_spent_fidelities_are_not_proposed() -> None:
+    ctrl = make()
+    ctrl.allowed_fidelities = ["fine"]
+    assert {p.fidelity for p in ctrl.propose([])} == {"fine"}
+
+
+def test_controller_moves_toward_the_informative_region() -> None:
+    ctrl = make(seed=1, explore_share=0.0)
+    batches = feed(ctrl, 9)
+    first = np.array([p.point[:2] for p in batches[0]])
+    last = np.array([p.point[:2] for b in batches[-3:] for p in b])
+    dist_first = np.linalg.norm(first - PEAK, axis=1).mean()
+    dist_last = np.linalg.norm(last - PEAK, axis=1).mean()
+    assert dist_last < 0.25 < dist_first
+    diag = ctrl.diagnostics
+    assert diag["acquisition"] == "mes" and diag["n_obs"] > 20
+    assert len(diag["acq_values"]) == 4 and diag["fit_s"] > 0
+
+
+def test_posterior_slice_peaks_where_the_signal_does() -> None:
+    ctrl = make(seed=2, explore_share=0.0)
+    feed(ctrl, 7)
+    mean, std = ctrl.posterior_slice(SPACE.names[:2], n=11)
+    assert mean.shape == std.shape == (11, 11) and np.all(std >= 0)
+    i, j = np.unravel_index(np.argmax(mean), mean.shape)
+    assert np.linalg.norm(np.array([i, j]) / 10 - PEAK) < 0.3
+
+
+def test_restored_controller_proposes_what_the_uninterrupted_one_would() -> None:
+    ctrl = make(seed=3)
+    feed(ctrl, 5)
+    state = json.loads(json.dumps(ctrl.state_dict()))  # as plain data, like a checkpoint
+    restored = make(seed=99)
+    restored.load_state_dict(state)
+    assert restored.propose([]) == ctrl.propose([])
