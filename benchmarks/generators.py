@@ -5,8 +5,10 @@ Usage: ``python benchmarks/generators.py [--quick] [--out PATH]``
 Metrics (``env steps / s`` each):
 
 - ``vector_env_steps_per_s`` (family, fidelity, batch, thetas): ``BatchedVectorEnv`` with
-  random actions and a theta drawn per episode from the whole space (``thetas=udr``, a
-  model build per episode) or the nominal model (``thetas=nominal``, stepping alone).
+  random actions and a theta drawn per episode from the whole space (``thetas=udr``: the
+  geometry changes every episode, so a compile per episode), from the numeric parameters
+  only (``thetas=udr_numeric``: masses, damping, gear... vary, geometry stays nominal, so
+  each sub-env's model is rewritten in place) or the nominal model (``thetas=nominal``).
 - ``reference_env_steps_per_s`` (family): the reference Gymnasium env, one env stepped at a
   time (families without one are skipped).
 - ``physics_limit_env_steps_per_s`` (family, fidelity): raw ``mujoco.mj_step`` calls per
@@ -75,6 +77,13 @@ def vector_env_rate(
     """
     if thetas == "udr":
         dist = TaskDistribution.uniform(family.space, fidelity)
+    elif thetas == "udr_numeric":
+        space = family.space
+        fixed = [n in family.structural_params for n in space.names]
+        nominal = space.to_unit(space.nominal())
+        low = [float(u) if f else 0.0 for u, f in zip(nominal, fixed, strict=True)]
+        high = [float(u) if f else 1.0 for u, f in zip(nominal, fixed, strict=True)]
+        dist = TaskDistribution.mixture([(low, high)], fidelity=fidelity)
     else:
         dist = TaskDistribution.point(family.space, None, fidelity)
     venv = BatchedVectorEnv(family, batch, distribution=dist)
@@ -182,7 +191,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     for name in names:
         family = generators.get_family(name)
         for fidelity in family.fidelities:
-            for thetas in ("udr", "nominal"):
+            for thetas in ("udr", "udr_numeric", "nominal"):
                 for batch in batches:
                     rate = vector_env_rate(family, fidelity, batch, seconds, thetas)
                     case = {"family": name, "fidelity": fidelity, "batch": batch, "thetas": thetas}

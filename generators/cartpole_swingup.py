@@ -36,7 +36,7 @@ from generators.modifiers import (
 from generators.reality import RealityProxy, dm_control_asset, register_reality
 from generators.rewards import tolerance
 from generators.space import Param, ParamSpace
-from generators.task import DEADZONE, LATENCY, OBS_NOISE, Task
+from generators.task import DEADZONE, LATENCY, OBS_NOISE, BatchState, Task
 
 # Reference model of dm_control's suite/cartpole.xml, SI units.
 CART_HALF_SIZE = (0.2, 0.15, 0.1)
@@ -225,6 +225,33 @@ class CartpoleSwingupTask(Task):
             pole_angular_velocity=float(data.qvel[HINGE]),
         )
 
+    def observation_batch(self, state: BatchState) -> np.ndarray:
+        """Vectorized :meth:`observation`: shape ``(n, 5)``."""
+        angle = state.qpos[:, HINGE]
+        return np.stack(
+            [
+                state.qpos[:, SLIDER],
+                np.cos(angle),
+                np.sin(angle),
+                state.qvel[:, 0],
+                state.qvel[:, 1],
+            ],
+            axis=1,
+        )
+
+    def terminated_batch(self, state: BatchState) -> np.ndarray:
+        """Vectorized :meth:`terminated`: never."""
+        return np.zeros(len(state), dtype=bool)
+
+    def reward_batch(self, state: BatchState, terminated: np.ndarray) -> np.ndarray | None:
+        """Vectorized :meth:`reward` from ``state.ctrl`` (``None`` without it)."""
+        if state.ctrl is None:
+            return None
+        pole_cos = np.cos(state.qpos[:, HINGE])
+        return swingup_reward_batch(
+            state.qpos[:, SLIDER], pole_cos, state.ctrl[:, 0], state.qvel[:, HINGE]
+        )
+
 
 def swingup_reward(
     cart_position: float, pole_cos: float, control: float, pole_angular_velocity: float
@@ -240,6 +267,21 @@ def swingup_reward(
     small_control = (4.0 + small_control) / 5.0
     small_velocity = (1.0 + tolerance(pole_angular_velocity, margin=5.0)) / 2.0
     return float(upright * small_control * small_velocity * centered)
+
+
+def swingup_reward_batch(
+    cart_position: np.ndarray,
+    pole_cos: np.ndarray,
+    control: np.ndarray,
+    pole_angular_velocity: np.ndarray,
+) -> np.ndarray:
+    """:func:`swingup_reward` over arrays of shape ``(n,)``."""
+    upright = (pole_cos + 1.0) / 2.0
+    centered = (1.0 + tolerance(cart_position, margin=2.0)) / 2.0
+    small_control = tolerance(control, margin=1.0, value_at_margin=0.0, sigmoid="quadratic")
+    small_control = (4.0 + small_control) / 5.0
+    small_velocity = (1.0 + tolerance(pole_angular_velocity, margin=5.0)) / 2.0
+    return np.asarray(upright * small_control * small_velocity * centered, dtype=np.float64)
 
 
 TASK = CartpoleSwingupTask()
@@ -262,6 +304,15 @@ class CartpoleSwingupFamily(SpecFamily):
     max_episode_steps = MAX_EPISODE_STEPS
     absolute_params = ABSOLUTE_PARAMS
 
+    numeric_params = (
+        "pole_mass",
+        "cart_mass",
+        "slider_damping",
+        "hinge_damping",
+        "slider_friction",
+        "actuator_gain",
+        "gravity",
+    )
     modifiers = MODIFIERS
     fidelity_settings = FIDELITY_SETTINGS
     build_spec = staticmethod(build_spec)

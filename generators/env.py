@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -25,6 +25,7 @@ from gymnasium.error import ResetNeeded
 from generators.distribution import TaskDistribution
 from generators.episodes import EpisodeLog
 from generators.families import Family, get_family
+from generators.models import ModelSource
 from generators.space import ParamSpace
 from generators.task import ChannelEffects, Task
 
@@ -228,7 +229,7 @@ class TaskEnv(MujocoTaskEnv):
         self.space = self.family.space if space is None else space
         self.family.check_space(self.space)
         distribution = resolve_distribution(self.space, theta, fidelity, distribution)
-        self._models: OrderedDict[tuple[Any, ...], mujoco.MjModel] = OrderedDict()
+        self._source = ModelSource(self.family, slots=1, cache_size=_MODEL_CACHE_SIZE)
         self.distribution: TaskDistribution = distribution
         self.set_task_distribution(distribution)  # validates it against space and family
         self.theta: dict[str, float] = {}  # the current episode's theta
@@ -292,24 +293,15 @@ class TaskEnv(MujocoTaskEnv):
         )
         fidelity = self.distribution.fidelity
         self.theta = theta
+        if (options and options.get("theta") is not None) or is_point(self.distribution):
+            model, _ = self._source.shared(0, theta, fidelity)
+        else:  # a theta per episode: the env's own model, rewritten in place
+            model, _ = self._source.private(0, theta, fidelity)
         return EpisodeSetup(
-            model=self._model(theta, fidelity),
+            model=model,
             effects=ChannelEffects.from_theta(theta),
             info={"theta": theta, "fidelity": fidelity},
         )
-
-    def _model(self, theta: dict[str, float], fidelity: str) -> mujoco.MjModel:
-        """Return the compiled model for ``theta``, reusing it while it stays in the cache."""
-        key = (fidelity, *(theta[name] for name in self.family.model_params))
-        model = self._models.get(key)
-        if model is None:
-            model = self.family.build_model(theta, fidelity)
-            self._models[key] = model
-            if len(self._models) > _MODEL_CACHE_SIZE:
-                self._models.popitem(last=False)
-        else:
-            self._models.move_to_end(key)
-        return model
 
 
 @dataclass
@@ -367,6 +359,14 @@ def _as_distribution(distribution: TaskDistribution | Mapping[str, Any]) -> Task
     if isinstance(distribution, Mapping):
         return TaskDistribution.from_dict(distribution)
     raise TypeError(f"expected a TaskDistribution or its dict, got {type(distribution).__name__}")
+
+
+def is_point(distribution: TaskDistribution) -> bool:
+    """Whether every draw of ``distribution`` is the same theta (and consumes no randomness)."""
+    if len(distribution.components) != 1:
+        return False
+    _, low, high = distribution.components[0]
+    return low == high
 
 
 def _round_significant(value: float) -> float:

@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import gymnasium
 import mujoco
 
-from generators.modifiers import SpecModifier, apply_modifiers
+from generators.modifiers import (
+    ModelEdit,
+    SpecModifier,
+    apply_modifiers,
+    check_value,
+)
 from generators.space import ParamSpace
 from generators.task import CHANNEL_PARAMS, DEADZONE, LATENCY, ChannelEffects, Task
 
@@ -39,6 +44,10 @@ class Family(ABC):
         absolute_params: Model parameters given in physical units rather than as scale
             factors, for quantities the reference model lacks (nominal 0, e.g. a dry
             friction); they need ``low >= 0``.
+        numeric_params: Model parameters that only change numeric fields of the compiled
+            model (masses, damping, gear, gravity...): :meth:`apply_numeric` writes them
+            into a compiled model, so envs compile once per value of the other
+            (:attr:`structural_params`: lengths, terrain) and edit copies in place.
     """
 
     name: str
@@ -48,11 +57,74 @@ class Family(ABC):
     max_return: float
     max_episode_steps: int
     absolute_params: tuple[str, ...] = ()
+    numeric_params: tuple[str, ...] = ()
 
     @property
     def model_params(self) -> tuple[str, ...]:
         """Parameters that change the compiled model (the rest act on the env's channels)."""
         return tuple(n for n in self.space.names if n not in CHANNEL_PARAMS)
+
+    @property
+    def structural_params(self) -> tuple[str, ...]:
+        """Model parameters that need a compile (all but :attr:`numeric_params`)."""
+        return tuple(n for n in self.model_params if n not in self.numeric_params)
+
+    def build_base_model(
+        self, theta: Mapping[str, float] | None = None, fidelity: str = "fine"
+    ) -> mujoco.MjModel:
+        """Compile the model at ``theta``'s structural parameters, numeric ones unapplied.
+
+        :meth:`apply_numeric` on (a copy of) it then gives :meth:`build_model`'s model.
+        Families without numeric parameters compile the full model.
+        """
+        return self.build_model(theta, fidelity)
+
+    def numeric_edits(self, model: mujoco.MjModel) -> dict[str, ModelEdit]:
+        """The in-place edit of each numeric parameter, bound to ``model``'s layout.
+
+        Raises:
+            TypeError: If a numeric parameter has no compiled-model edit.
+        """
+        if self.numeric_params:
+            raise TypeError(f"family {self.name!r} declares numeric params but no model edits")
+        return {}
+
+    def apply_numeric(
+        self,
+        model: mujoco.MjModel,
+        theta: Mapping[str, float],
+        edits: Mapping[str, ModelEdit] | None = None,
+        data: mujoco.MjData | None = None,
+    ) -> None:
+        """Write ``theta``'s numeric parameters into ``model`` (a base model) in place.
+
+        Then ``mujoco.mj_setConst`` recomputes the derived constants (subtree masses,
+        inverse weights, ``actuator_acc0``...) and the mass statistics (``stat.meanmass``,
+        ``stat.meaninertia``) are updated, as compiling does.
+
+        Args:
+            model: A model from :meth:`build_base_model` (or a copy) at the same structural
+                parameters; its numeric fields must still be the base's.
+            theta: Values by name; missing numeric names take their nominal value.
+            edits: :meth:`numeric_edits` of a model of the same layout (found if omitted).
+            data: Scratch ``MjData`` of the same sizes for ``mj_setConst`` (made if omitted).
+
+        Raises:
+            ValueError: For an invalid value (as :meth:`build_model`).
+        """
+        if not self.numeric_params:
+            return
+        edits = self.numeric_edits(model) if edits is None else edits
+        for name in self.numeric_params:
+            value = float(theta.get(name, self.space[name].nominal))
+            edits[name](model, value)
+        mujoco.mj_setConst(model, mujoco.MjData(model) if data is None else data)
+        # The compiler's mass and inertia statistics (mj_setConst leaves them): the solver
+        # scales its tolerance by meaninertia. Sequential sums, as the compiler adds them.
+        if model.nbody > 1:
+            model.stat.meanmass = sum(model.body_mass[1:].tolist()) / (model.nbody - 1)
+        if model.nv:
+            model.stat.meaninertia = sum(model.dof_M0.tolist()) / model.nv
 
     @abstractmethod
     def build_model(
@@ -193,12 +265,59 @@ class SpecFamily(Family):
         self, theta: Mapping[str, float] | None = None, fidelity: str = "fine"
     ) -> mujoco.MjModel:
         """Compile the model at ``theta`` (missing names -> nominal) and ``fidelity``."""
+        return self._compile(theta, fidelity, skip=())
+
+    def build_base_model(
+        self, theta: Mapping[str, float] | None = None, fidelity: str = "fine"
+    ) -> mujoco.MjModel:
+        """Compile with ``theta``'s structural parameters; numeric modifiers are skipped.
+
+        Numeric values are still validated, so an invalid theta fails here as in
+        :meth:`build_model`.
+        """
+        return self._compile(theta, fidelity, skip=self.numeric_params)
+
+    def numeric_edits(self, model: mujoco.MjModel) -> dict[str, ModelEdit]:
+        """Each numeric parameter's modifier, bound to ``model``'s layout.
+
+        Raises:
+            TypeError: If a numeric parameter's modifier has no compiled-model edit.
+        """
+        edits = {}
+        for name in self.numeric_params:
+            modifier = self.modifiers.get(name)
+            if not callable(getattr(modifier, "model_edit", None)):
+                raise TypeError(
+                    f"family {self.name!r}: numeric parameter {name!r} has no compiled-model "
+                    "edit (its modifier must implement model_edit)"
+                )
+            edits[name] = modifier.model_edit(model)  # type: ignore[union-attr]
+        return edits
+
+    def apply_numeric(
+        self,
+        model: mujoco.MjModel,
+        theta: Mapping[str, float],
+        edits: Mapping[str, ModelEdit] | None = None,
+        data: mujoco.MjData | None = None,
+    ) -> None:
+        """Validate the numeric values, then write them (see :meth:`Family.apply_numeric`)."""
+        for name in self.numeric_params:
+            if name in theta:
+                check_value(name, self.modifiers[name], theta[name])
+        super().apply_numeric(model, theta, edits, data)
+
+    def _compile(
+        self, theta: Mapping[str, float] | None, fidelity: str, skip: tuple[str, ...]
+    ) -> mujoco.MjModel:
         self.check_fidelity(fidelity)
         theta = self.space.complete(theta)
         ChannelEffects.from_theta(theta)  # validate the channel entries too
         spec = self.build_spec()
         self.fidelity_settings[fidelity].apply(spec)
-        apply_modifiers(spec, self.modifiers, theta)
+        for name in skip:
+            check_value(name, self.modifiers[name], theta[name])
+        apply_modifiers(spec, self.modifiers, {k: v for k, v in theta.items() if k not in skip})
         self.edit_spec(spec, theta)
         return spec.compile()
 

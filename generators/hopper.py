@@ -19,7 +19,7 @@ import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
@@ -28,6 +28,7 @@ from gymnasium import spaces
 from generators.families import Fidelity, SpecFamily, register_family
 from generators.modifiers import (
     Combined,
+    ModelEdit,
     ScaleGeomMass,
     ScaleGravity,
     ScaleJointActuatorGear,
@@ -37,7 +38,7 @@ from generators.modifiers import (
 )
 from generators.reality import RealityProxy, gymnasium_asset, register_reality
 from generators.space import Param, ParamSpace
-from generators.task import DEADZONE, LATENCY, OBS_NOISE, Task
+from generators.task import DEADZONE, LATENCY, OBS_NOISE, BatchState, Task
 from generators.terrain import Terrain, ground_height
 
 # Reference model: Gymnasium's hopper.xml, SI units, angles in radians.
@@ -164,6 +165,17 @@ class ScaleFriction:
             friction = np.array(geom.friction, dtype=float)
             friction[0] *= scale
             geom.friction = friction
+
+    model_fields: ClassVar[tuple[str, ...]] = ("geom_friction",)
+
+    def model_edit(self, model: mujoco.MjModel) -> ModelEdit:
+        """Scale every compiled geom's sliding friction (a terrain copies the floor's)."""
+        del model
+
+        def edit(m: mujoco.MjModel, scale: float) -> None:
+            m.geom_friction[:, 0] *= scale
+
+        return edit
 
 
 MODIFIERS: Mapping[str, SpecModifier] = {
@@ -379,6 +391,47 @@ class HopperTask(Task):
         healthy = 0.0 if terminated else HEALTHY_REWARD
         return healthy + FORWARD_REWARD_WEIGHT * speed - CTRL_COST_WEIGHT * float(action @ action)
 
+    def observation_batch(self, state: BatchState) -> np.ndarray:
+        """Vectorized :meth:`observation`: shape ``(n, 11)``."""
+        velocity = np.clip(state.qvel, -VELOCITY_CLIP, VELOCITY_CLIP)
+        return np.concatenate([state.qpos[:, 1:], velocity], axis=1)
+
+    def batch_constants(self, model: mujoco.MjModel) -> np.ndarray:
+        """The floor plane's position and normal (for the height above ground)."""
+        geom = model.geom("floor")
+        normal = np.zeros(3)
+        mujoco.mju_rotVecQuat(normal, np.array([0.0, 0.0, 1.0]), geom.quat)
+        return np.concatenate([geom.pos, normal])
+
+    def terminated_batch(self, state: BatchState) -> np.ndarray | None:
+        """Vectorized :meth:`terminated` (needs ``state.constants``): shape ``(n,)``."""
+        if state.constants is None:
+            return None
+        x, z, angle = state.qpos[:, 0], state.qpos[:, 1], state.qpos[:, 2]
+        pos, normal = state.constants[:, :3], state.constants[:, 3:]
+        tilt = normal[:, 0] * (x - pos[:, 0]) - normal[:, 1] * pos[:, 1]
+        ground = pos[:, 2] - tilt / normal[:, 2]  # as ground_height
+        height = z - ground
+        low, high = HEALTHY_STATE_RANGE
+        joints = np.concatenate([state.qpos[:, 2:], state.qvel], axis=1)
+        healthy = (
+            np.all((low < joints) & (joints < high), axis=1)
+            & (HEALTHY_Z_RANGE[0] < height)
+            & (height < HEALTHY_Z_RANGE[1])
+            & (HEALTHY_ANGLE_RANGE[0] < angle)
+            & (angle < HEALTHY_ANGLE_RANGE[1])
+        )
+        return ~healthy
+
+    def step_reward_batch(self, state: BatchState, terminated: np.ndarray) -> np.ndarray | None:
+        """Vectorized :meth:`step_reward` (needs ``state.action`` and ``state.qpos_before``)."""
+        if state.action is None or state.qpos_before is None:
+            return None
+        speed = (state.qpos[:, 0] - state.qpos_before[:, 0]) / self.control_dt
+        healthy = np.where(terminated, 0.0, HEALTHY_REWARD)
+        cost = np.einsum("ij,ij->i", state.action, state.action)
+        return healthy + FORWARD_REWARD_WEIGHT * speed - CTRL_COST_WEIGHT * cost
+
 
 TASK = HopperTask()
 
@@ -415,6 +468,14 @@ class HopperFamily(SpecFamily):
         if others:
             super().check_space(ParamSpace(others))
 
+    numeric_params = (
+        "torso_mass",
+        "leg_mass",
+        "joint_damping",
+        "friction",
+        "actuator_gain",
+        "gravity",
+    )
     modifiers = MODIFIERS
     fidelity_settings = FIDELITY_SETTINGS
     build_spec = staticmethod(build_spec)

@@ -233,6 +233,7 @@ class InvertedPendulumFamily(SpecFamily):
     max_return = TASK.max_return
     max_episode_steps = MAX_EPISODE_STEPS
 
+    numeric_params = ("pole_mass", "cart_mass", "hinge_damping", "slider_damping", "actuator_gain")
     modifiers = MODIFIERS
     fidelity_settings = FIDELITY_SETTINGS
     build_spec = staticmethod(build_spec)

@@ -40,7 +40,7 @@ from generators.modifiers import (
 )
 from generators.reality import RealityProxy, gymnasium_asset, register_reality
 from generators.space import Param, ParamSpace
-from generators.task import DEADZONE, LATENCY, OBS_NOISE, Task
+from generators.task import DEADZONE, LATENCY, OBS_NOISE, BatchState, Task
 
 # Reference model of Gymnasium's reacher.xml, SI units.
 LINK_LENGTH = 0.1
@@ -231,6 +231,14 @@ class ReacherTask(Task):
         """Never: Reacher episodes only end by truncation (or the stability guard)."""
         return False
 
+    def terminated_batch(self, state: BatchState) -> np.ndarray:
+        """Vectorized :meth:`terminated`: never.
+
+        Observation and reward stay per env: they read body positions as ``mj_step`` leaves
+        them, which for RK4 come from an integrator stage the batched states do not hold.
+        """
+        return np.zeros(len(state), dtype=bool)
+
     def reward(self, model: mujoco.MjModel, data: mujoco.MjData, terminated: bool) -> float:
         """Return ``-|fingertip - target| - |ctrl|^2`` (v5's weights, 1 and 1)."""
         distance = float(np.linalg.norm(_fingertip_to_target(model, data)))
@@ -262,6 +270,14 @@ class ReacherFamily(SpecFamily):
     max_episode_steps = MAX_EPISODE_STEPS
     absolute_params = ABSOLUTE_PARAMS
 
+    numeric_params = (
+        "link_mass",
+        "armature",
+        "joint_damping",
+        "joint_friction",
+        "actuator_gain",
+        "gravity",
+    )
     modifiers = MODIFIERS
     fidelity_settings = FIDELITY_SETTINGS
     build_spec = staticmethod(build_spec)

@@ -88,6 +88,14 @@ class BatchState:
         qpos: Joint positions, shape ``(n, nq)``.
         qvel: Joint velocities, shape ``(n, nv)``.
         act: Actuator activations, shape ``(n, na)``.
+        ctrl: Controls applied during the step that led here (after latency and deadzone),
+            shape ``(n, nu)``; ``None`` outside a step.
+        action: The agents' actions for that step, clipped to the action space (before
+            latency and deadzone), shape ``(n, nu)``; ``None`` outside a step.
+        qpos_before: Joint positions before that step, shape ``(n, nq)``; ``None`` outside
+            a step.
+        constants: Each row's :meth:`Task.batch_constants`, stacked, shape ``(n, k)``;
+            ``None`` if the task has none.
     """
 
     models: Sequence[mujoco.MjModel]
@@ -95,6 +103,10 @@ class BatchState:
     qpos: np.ndarray
     qvel: np.ndarray
     act: np.ndarray
+    ctrl: np.ndarray | None = None
+    action: np.ndarray | None = None
+    qpos_before: np.ndarray | None = None
+    constants: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.time)
@@ -212,6 +224,25 @@ class Task(ABC):
     def reward_batch(self, state: BatchState, terminated: np.ndarray) -> np.ndarray | None:
         """Vectorized :meth:`reward` given ``terminated`` ``(n,)``: shape ``(n,)``, or ``None``."""
         del state, terminated
+        return None
+
+    def step_reward_batch(self, state: BatchState, terminated: np.ndarray) -> np.ndarray | None:
+        """Vectorized :meth:`step_reward` (``state.action``, ``state.qpos_before`` stand for
+        ``action`` and ``before``): shape ``(n,)``, or ``None``.
+
+        The default serves tasks that keep the base :meth:`step_reward`: :meth:`reward_batch`.
+        A task that overrides :meth:`step_reward` gets ``None`` unless it overrides this too.
+        """
+        if type(self).step_reward is not Task.step_reward:
+            return None
+        return self.reward_batch(state, terminated)
+
+    def batch_constants(self, model: mujoco.MjModel) -> np.ndarray | None:
+        """Per-model numbers the batched methods read (``BatchState.constants``), or ``None``.
+
+        Computed once per episode from the episode's model, e.g. the ground plane's pose.
+        """
+        del model
         return None
 
     def diverged_batch(self, state: BatchState) -> np.ndarray | None:

@@ -21,7 +21,6 @@ import contextlib
 import math
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -39,17 +38,18 @@ from generators.env import (
     _as_distribution,
     _EnvConfig,
     _round_significant,
+    is_point,
     resolve_distribution,
 )
 from generators.episodes import EpisodeLog
 from generators.families import FIDELITIES, Family, get_family
+from generators.models import ModelSource
 from generators.space import ParamSpace
 from generators.task import LATENCY, BatchState, ChannelEffects, Task
 
 _FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
 _CTRL = mujoco.mjtState.mjSTATE_CTRL.value
 _NOISE_CHUNK = 32  # standard normals drawn per sub-env at a time (rows of obs size)
-_SIZE_FIELDS: tuple[str, ...] | None = None  # MjModel size attributes, found on first use
 COST_SMOOTHING = 0.05
 """Default weight of the newest measurement in the per-fidelity cost average."""
 
@@ -156,10 +156,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._thread_data: dict[tuple[int, ...], list[mujoco.MjData]] = {}
         self._scratch: dict[tuple[int, ...], mujoco.MjData] = {}
         self._points: dict[int, tuple[TaskDistribution, dict[str, float], ChannelEffects]] = {}
-        self._cache: OrderedDict[tuple[Any, ...], tuple[mujoco.MjModel, tuple[int, ...]]] = (
-            OrderedDict()
-        )
-        self._cache_size = _MODEL_CACHE_SIZE + n
+        self._source = ModelSource(self.family, slots=n, cache_size=_MODEL_CACHE_SIZE + n)
 
         # Per sub-env episode state.
         self._dists: list[TaskDistribution] = [distribution] * n
@@ -199,7 +196,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         # Which task methods run batched; decided once from the task's overrides/answers.
         cls = type(self.task)
         self._custom_before = cls.before_step is not Task.before_step
-        self._custom_step_reward = cls.step_reward is not Task.step_reward
+        self._const: np.ndarray | None = None  # stacked task.batch_constants, one row each
         self._batched: dict[str, bool] | None = None  # decided at the first reset
         self._live_data = True
         # Measured cost per fidelity: smoothed seconds per env step and steps measured.
@@ -384,13 +381,14 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         all_step = bool(stepping.all())
         live = self._live_data
         before: list[Any] = [None] * n
-        if self._custom_before:
+        if self._custom_before and live:
             for i in np.flatnonzero(stepping):
                 before[i] = self.task.before_step(self._models[i], self._datas[i])
         ctrl = self._actuate(action)
 
         codes = self._fid_code.copy()
         time_before = self._state[:, 0].copy()
+        qpos_before = self._state[:, self._slices["qpos"]].copy()
         prev = self._state.copy() if live else None
         last_sub, physics_s = self._physics(ctrl, stepping, all_step)
         self._steps[stepping] += 1
@@ -402,7 +400,12 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                 self._replay(i, start, ctrl[i])
 
         step_idx = slice(None) if all_step else np.flatnonzero(stepping)
-        state = self._batch_state(step_idx)
+        state = self._batch_state(
+            step_idx,
+            ctrl=ctrl[step_idx],
+            action=action[step_idx],
+            qpos_before=qpos_before[step_idx],
+        )
         div = self._call_batched("diverged", state)
         if div is None:
             div = np.zeros(n, dtype=bool)
@@ -420,10 +423,9 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         else:
             terminated = _scatter(np.asarray(terminated, dtype=bool), step_idx, n, False)
         rewards = None
-        if not self._custom_step_reward:
-            rewards = self._call_batched("reward", state, terminated[step_idx])
-            if rewards is not None:
-                rewards = _scatter(np.asarray(rewards, dtype=np.float64), step_idx, n, 0.0)
+        rewards = self._call_batched("step_reward", state, terminated[step_idx])
+        if rewards is not None:
+            rewards = _scatter(np.asarray(rewards, dtype=np.float64), step_idx, n, 0.0)
         if rewards is None:
             rewards = np.zeros(n)
             for i in np.flatnonzero(stepping & ~unstable):
@@ -515,9 +517,12 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                     {name: _round_significant(value) for name, value in theta.items()}
                 )
                 effects = ChannelEffects.from_theta(theta)
-                if fixed_theta is None and _is_point(dist):
+                if fixed_theta is None and is_point(dist):
                     self._points[id(dist)] = (dist, theta, effects)
-            model, key = self._model(theta, dist.fidelity)
+            if point is not None or fixed_theta is not None or is_point(dist):
+                model, key = self._source.shared(i, theta, dist.fidelity)
+            else:  # a theta per episode: this sub-env's own model, rewritten in place
+                model, key = self._source.private(i, theta, dist.fidelity)
             if model is not self._models[i]:
                 self._set_model(i, model, key)
             self._latency[i] = effects.latency_steps
@@ -533,24 +538,15 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             self._returns[i] = 0.0
             self._done[i] = False
             self._episode_unstable[i] = False
+            constants = self.task.batch_constants(model)
+            if constants is not None:
+                if self._const is None:
+                    self._const = np.zeros((self.num_envs, np.size(constants)))
+                self._const[i] = constants
             data = self._data(i)
             mujoco.mj_resetData(model, data)
             self.task.initialize_episode(model, data, rng)
             mujoco.mj_getState(model, data, self._state[i], _FULLPHYSICS)
-
-    def _model(self, theta: dict[str, float], fidelity: str) -> tuple[mujoco.MjModel, tuple]:
-        """The compiled model for ``theta`` and its rollout group key (LRU cache)."""
-        key = (fidelity, *(theta[name] for name in self.family.model_params))
-        entry = self._cache.get(key)
-        if entry is None:
-            model = self.family.build_model(theta, fidelity)
-            entry = (model, (self.task.n_substeps(model), *_size_signature(model)))
-            self._cache[key] = entry
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(key)
-        return entry
 
     def _set_model(self, i: int, model: mujoco.MjModel, key: tuple[int, ...]) -> None:
         nstate = mujoco.mj_stateSize(model, _FULLPHYSICS)
@@ -738,7 +734,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         """``method(model, data)`` of sub-env ``i`` (its live ``MjData``)."""
         return method(self._models[i], self._datas[i])
 
-    def _batch_state(self, rows: slice | np.ndarray) -> BatchState:
+    def _batch_state(self, rows: slice | np.ndarray, **step: np.ndarray) -> BatchState:
+        """The rows' states; ``step`` adds ``ctrl``, ``action`` and ``qpos_before``."""
         state = self._state[rows]
         models = self._models if isinstance(rows, slice) else [self._models[i] for i in rows]
         return BatchState(
@@ -747,6 +744,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             qpos=state[:, self._slices["qpos"]],
             qvel=state[:, self._slices["qvel"]],
             act=state[:, self._slices["act"]],
+            constants=None if self._const is None else self._const[rows],
+            **step,
         )
 
     def _probe_task(self) -> None:
@@ -754,16 +753,22 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
 
         If any does not, every sub-env keeps a live ``MjData`` (the per-env methods read it).
         """
-        state = self._batch_state(slice(None))
-        no = np.zeros(self.num_envs, dtype=bool)
+        n, nu, nq = self.num_envs, self._ctrl_low.size, self._slices["qpos"].stop - 1
+        state = self._batch_state(
+            slice(None),
+            ctrl=np.zeros((n, nu)),
+            action=np.zeros((n, nu)),
+            qpos_before=np.zeros((n, nq)),
+        )
+        no = np.zeros(n, dtype=bool)
         self._batched = {
             "observation": self.task.observation_batch(state) is not None,
             "terminated": self.task.terminated_batch(state) is not None,
             "diverged": self.task.diverged_batch(state) is not None,
-            "reward": not self._custom_step_reward
-            and self.task.reward_batch(state, no) is not None,
+            "step_reward": self.task.step_reward_batch(state, no) is not None,
         }
-        self._live_data = self._custom_before or not all(self._batched.values())
+        # A batched step reward reads qpos_before: no per-env before_step is needed then.
+        self._live_data = not all(self._batched.values())
         if not self._live_data:
             self._datas = [None] * self.num_envs
 
@@ -902,23 +907,3 @@ def _scatter(values: np.ndarray, rows: slice | np.ndarray, n: int, fill: Any) ->
     out = np.full(n, fill, dtype=values.dtype)
     out[rows] = values
     return out
-
-
-def _is_point(distribution: TaskDistribution) -> bool:
-    """Whether every draw of ``distribution`` is the same theta (and consumes no randomness)."""
-    if len(distribution.components) != 1:
-        return False
-    _, low, high = distribution.components[0]
-    return low == high
-
-
-def _size_signature(model: mujoco.MjModel) -> tuple[int, ...]:
-    """All size fields of ``model``: models with equal signatures can share an ``MjData``."""
-    global _SIZE_FIELDS
-    if _SIZE_FIELDS is None:
-        _SIZE_FIELDS = tuple(
-            name
-            for name in dir(model)
-            if name.startswith("n") and isinstance(getattr(model, name), int)
-        )
-    return tuple(getattr(model, name) for name in _SIZE_FIELDS)

@@ -407,3 +407,70 @@ def test_make_env_returns_batched_env_for_num_envs(space: ParamSpace) -> None:
     assert push_task_distribution(Runner(), payload) == 3
     venv.reset(seed=0)
     assert {e.theta["pole_mass"] for e in venv.envs} == {0.6}
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched task methods equal the per-env ones
+
+
+@pytest.mark.parametrize("name", ["cartpole_swingup", "hopper", "reacher"])
+def test_batched_task_methods_equal_per_env(name: str) -> None:
+    """Observation, termination and step reward on states a TaskEnv visits, row by row."""
+    family = generators.get_family(name)
+    task = family.task
+    rng = np.random.default_rng(0)
+    models, datas, before, actions = [], [], [], []
+    for fidelity in family.fidelities:
+        env = family.make_env(distribution=TaskDistribution.uniform(family.space, fidelity))
+        for seed in range(6):
+            env.reset(seed=seed)
+            for _ in range(int(rng.integers(1, 40))):
+                action = env.action_space.sample()
+                prev = env.data.qpos.copy()
+                _, _, term, trunc, _ = env.step(action)
+                if term or trunc:
+                    break
+            models.append(env.model)
+            datas.append(mujoco.MjData(env.model))
+            mujoco.mj_copyData(datas[-1], env.model, env.data)
+            before.append(prev)
+            actions.append(np.clip(action, env.action_space.low, env.action_space.high))
+    constants = [task.batch_constants(m) for m in models]
+    state = BatchState(
+        models=models,
+        time=np.array([d.time for d in datas]),
+        qpos=np.stack([d.qpos for d in datas]),
+        qvel=np.stack([d.qvel for d in datas]),
+        act=np.stack([d.act for d in datas]),
+        ctrl=np.stack([d.ctrl for d in datas]),
+        action=np.stack(actions).astype(np.float64),
+        qpos_before=np.stack(before),
+        constants=None if constants[0] is None else np.stack(constants),
+    )
+    terminated = np.array([task.terminated(m, d) for m, d in zip(models, datas, strict=True)])
+    np.testing.assert_array_equal(task.terminated_batch(state), terminated)
+    expected_div = [task.diverged(m, d) for m, d in zip(models, datas, strict=True)]
+    np.testing.assert_array_equal(task.diverged_batch(state), expected_div)
+    if name == "reacher":  # reads body positions mj_step leaves: stays per env
+        assert task.observation_batch(state) is None
+        assert task.step_reward_batch(state, terminated) is None
+        return
+    obs = [task.observation(m, d) for m, d in zip(models, datas, strict=True)]
+    np.testing.assert_allclose(task.observation_batch(state), obs, rtol=0, atol=1e-12)
+    rewards = [
+        task.step_reward(m, d, bool(t), a, task.before_step(m, _at(m, q)))
+        for m, d, t, a, q in zip(models, datas, terminated, actions, before, strict=True)
+    ]
+    batched = task.step_reward_batch(state, terminated)
+    np.testing.assert_allclose(batched, rewards, rtol=0, atol=1e-12)
+    bare = BatchState(models, state.time, state.qpos, state.qvel, state.act)  # outside a step
+    assert task.step_reward_batch(bare, terminated) is None
+    venv = BatchedVectorEnv(family, 3)
+    venv.reset(seed=0)
+    assert all(venv._batched.values()) and not venv._live_data  # no MjData per sub-env
+
+
+def _at(model: mujoco.MjModel, qpos: np.ndarray) -> mujoco.MjData:
+    data = mujoco.MjData(model)
+    data.qpos[:] = qpos
+    return data
