@@ -107,8 +107,9 @@ class MFBOSettings:
     """Rounds without a top-fidelity proposal before proposals are forced to the top."""
     target_share: float = 0.25
     """Share of a batch forced to the top fidelity when stuck (at least one proposal)."""
-    gp_maxiter: int = 100
-    """L-BFGS-B iteration cap of the GP fit (warm-started fits need far fewer)."""
+    gp_maxiter: int = 50
+    """L-BFGS-B iteration cap of the GP fit. Warm-started fits move little, and the cap
+    bounds the fit at about a third of a propose (the loop's budget is 5% of an iteration)."""
     num_threads: int = 1
     """Torch intra-op threads while proposing (0: leave torch's setting). Small GPs gain
     nothing from more threads, and on a busy machine they lose up to 30x to
