@@ -647,10 +647,12 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             to each stepped row (its group's time over the group's size), shape ``(n,)``.
         """
         if self._groups is None:
-            keys: dict[tuple[int, ...], list[int]] = {}
+            # One call per layout and fidelity: rows of one call share its wall time, so
+            # fidelities in separate calls get their own measured physics cost.
+            keys: dict[tuple[int, tuple[int, ...]], list[int]] = {}
             for i, key in enumerate(self._keys):
-                keys.setdefault(key, []).append(i)
-            self._groups = [(key, np.array(rows)) for key, rows in keys.items()]
+                keys.setdefault((int(self._fid_code[i]), key), []).append(i)
+            self._groups = [(key, np.array(rows)) for (_, key), rows in keys.items()]
         last_sub = np.empty_like(self._state) if self._live_data else None
         timing = np.zeros(self.num_envs)
         for key, rows in self._groups:
