@@ -7,9 +7,11 @@ model objects of that base in place (:meth:`~generators.families.Family.apply_nu
 
 Envs hold models in *slots* (one per sub-env). A slot drawing a new theta gets a model it
 owns alone: the one it already holds when the base is the same (rewritten in place, no
-allocation), an idle model of the base, a copy of the base, or, for a new base, the freshly
-compiled model itself. Thetas that repeat (point distributions, fixed thetas) use
-:meth:`ModelSource.shared` instead: one immutable model per theta, in an LRU cache.
+allocation), an idle model of the base, a copy of the base, or, for a geometry seen before
+but not yet a base, the freshly compiled base itself. A geometry seen for the first time is
+compiled whole (numeric parameters included) and becomes a base only if it comes back.
+Thetas that repeat (point distributions, fixed thetas) use :meth:`ModelSource.shared`
+instead: one immutable model per theta, in an LRU cache.
 """
 
 from __future__ import annotations
@@ -90,6 +92,9 @@ class ModelSource:
         self._cache_size = cache_size
         self._bases: OrderedDict[tuple[Any, ...], _Base] = OrderedDict()
         self._base_size = max(cache_size, slots)
+        self._seen: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+        """Geometries compiled once without a base (a second sighting makes one)."""
+        self._seen_size = 4 * self._base_size
         self._slots: list[tuple[mujoco.MjModel, _Base] | None] = [None] * slots
         self._scratch: dict[tuple[int, ...], mujoco.MjData] = {}
         self._edits: dict[tuple[int, ...], dict[str, ModelEdit]] = {}
@@ -99,7 +104,7 @@ class ModelSource:
         """Pickle without the caches (bound edits are closures; models are rebuilt on demand)."""
         state = self.__dict__.copy()
         state["_shared"], state["_bases"] = OrderedDict(), OrderedDict()
-        state["_scratch"], state["_edits"] = {}, {}
+        state["_scratch"], state["_edits"], state["_seen"] = {}, {}, OrderedDict()
         state["_slots"] = [None] * len(self._slots)
         return state
 
@@ -145,6 +150,17 @@ class ModelSource:
                 model = base.idle.pop() if base.idle else copy.copy(base.template)
             self._restore(model, base)
             self._apply(model, base, theta)
+        elif key not in self._seen:
+            # A geometry seen once (full-space randomization draws a new one per episode)
+            # is compiled with its numeric parameters, like `build_model`: setting up a base
+            # costs ~25% more than that compile and only pays when the geometry repeats.
+            self._release(slot)
+            self._seen[key] = None
+            if len(self._seen) > self._seen_size:
+                self._seen.popitem(last=False)
+            self.compiles += 1
+            model = self.family.build_model(theta, fidelity)
+            return model, (self.family.task.n_substeps(model), *size_signature(model))
         else:
             self._release(slot)
             model, base = self._build(theta, fidelity, key)
