@@ -13,6 +13,9 @@ Metrics (``env steps / s`` each):
   time (families without one are skipped).
 - ``physics_limit_env_steps_per_s`` (family, fidelity): raw ``mujoco.mj_step`` calls per
   second on the same compiled model, times the rollout threads, over substeps per step.
+- ``rollout_env_steps_per_s`` (family, fidelity, batch): the bare ``mujoco.rollout`` call the
+  vector env makes per step (nominal model, one control step per call, no env work around
+  it): the ceiling of the batched C path, to read the vector env's share of the limit by.
 - ``rllib_sample_steps_per_s`` (family, mode, policy): one RLlib EnvRunner sampling with the
   batched env (``batched``) or RLlib's ``SyncVectorEnv`` (``default``), same sub-env count,
   random actions or the (untrained) PPO module's.
@@ -35,6 +38,7 @@ from typing import Any
 
 import gymnasium as gym
 import mujoco
+import mujoco.rollout
 import numpy as np
 from rich.console import Console
 from rich.table import Table
@@ -137,6 +141,38 @@ def physics_limit_rate(family: Family, fidelity: str, nthread: int, seconds: flo
     return calls_per_s * nthread / family.task.n_substeps(model)
 
 
+def rollout_rate(family: Family, fidelity: str, batch: int, nthread: int, seconds: float) -> float:
+    """Env steps per second of bare ``Rollout.rollout`` calls over ``batch`` nominal models."""
+    model = family.build_model(None, fidelity)
+    data = mujoco.MjData(model)
+    family.task.initialize_episode(model, data, np.random.default_rng(0))
+    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    nsub = family.task.n_substeps(model)
+    state = np.empty((batch, mujoco.mj_stateSize(model, spec)))
+    mujoco.mj_getState(model, data, state[0], spec)
+    state[1:] = state[0]
+    control = np.zeros((batch, nsub, model.nu))
+    out = np.empty((batch, nsub, state.shape[1]))
+    datas = [mujoco.MjData(model) for _ in range(nthread)]
+    models = [model] * batch
+    with mujoco.rollout.Rollout(nthread=nthread if nthread > 1 else 0) as rollout:
+
+        def step() -> int:
+            rollout.rollout(
+                models,
+                datas,
+                state,
+                control,
+                control_spec=mujoco.mjtState.mjSTATE_CTRL.value,
+                skip_checks=True,
+                nstep=nsub,
+                state=out,
+            )
+            return batch
+
+        return _rate(step, seconds)
+
+
 def rllib_sample_rate(family: Family, mode: str, policy: str, num_envs: int, steps: int) -> float:
     """Env steps per second of one local RLlib EnvRunner's ``sample``."""
     from ray.rllib.algorithms.ppo import PPOConfig
@@ -200,6 +236,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
             rate = physics_limit_rate(family, fidelity, nthread, seconds)
             case = {"family": name, "fidelity": fidelity, "threads": nthread}
             record(case, "physics_limit_env_steps_per_s", rate)
+            rate = rollout_rate(family, fidelity, max(batches), nthread, seconds)
+            case = {"family": name, "fidelity": fidelity, "batch": max(batches)}
+            record(case, "rollout_env_steps_per_s", rate)
         if name in REFERENCE_ENVS:
             rate = reference_env_rate(REFERENCE_ENVS[name], seconds)
             record({"family": name, "env": REFERENCE_ENVS[name]}, "reference_env_steps_per_s", rate)

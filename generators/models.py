@@ -116,7 +116,7 @@ class ModelSource:
         The group key is ``(substeps per control step, *size signature)``: models with
         equal keys step together in one rollout call.
         """
-        self._release(slot)
+        self.release(slot)
         key = (fidelity, *(theta[name] for name in self._params))
         entry = self._shared.get(key)
         if entry is None:
@@ -146,7 +146,7 @@ class ModelSource:
             if held is not None and held[1] is base:
                 model = held[0]
             else:
-                self._release(slot)
+                self.release(slot)
                 model = base.idle.pop() if base.idle else copy.copy(base.template)
             self._restore(model, base)
             self._apply(model, base, theta)
@@ -154,7 +154,7 @@ class ModelSource:
             # A geometry seen once (full-space randomization draws a new one per episode)
             # is compiled with its numeric parameters, like `build_model`: setting up a base
             # costs ~25% more than that compile and only pays when the geometry repeats.
-            self._release(slot)
+            self.release(slot)
             self._seen[key] = None
             if len(self._seen) > self._seen_size:
                 self._seen.popitem(last=False)
@@ -162,12 +162,12 @@ class ModelSource:
             model = self.family.build_model(theta, fidelity)
             return model, (self.family.task.n_substeps(model), *size_signature(model))
         else:
-            self._release(slot)
+            self.release(slot)
             model, base = self._build(theta, fidelity, key)
         self._slots[slot] = (model, base)
         return model, base.group
 
-    def _release(self, slot: int) -> None:
+    def release(self, slot: int) -> None:
         """Give the slot's private model (if any) to its base's idle list."""
         held = self._slots[slot]
         if held is None:

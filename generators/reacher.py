@@ -67,6 +67,7 @@ VEL_RESET_NOISE = 0.005
 GOAL_RADIUS = 0.2
 LINK_MASS = capsule_mass(LINK_RADIUS, LINK_LENGTH / 2.0)  # 0.0356 kg, density 1000
 ARM_JOINTS = ("joint0", "joint1")
+TARGET_JOINTS = ("target_x", "target_y")
 MASS_GEOMS = ("link0", "link1")
 """Geoms whose mass the modifiers scale; a spec must give them explicit masses."""
 
@@ -185,6 +186,12 @@ class ReacherTask(Task):
     and the ``x, y`` of ``fingertip - target``. Action: joint torques in ``[-1, 1]^2``.
     Reward: ``-|fingertip - target| - |u|^2`` with ``u`` the applied control (the action
     after latency and deadzone; Gymnasium, which has neither, uses the action itself).
+
+    ``fingertip - target`` is computed in closed form from the state after the step (planar
+    two-link kinematics), so observation and reward are functions of the state alone and run
+    batched. Gymnasium reads ``xpos`` as ``mj_step`` leaves it, i.e. from the last RK4 stage,
+    which lags the final state by a fraction of a step (a few mm at full speed); everything
+    else matches ``Reacher-v5`` to 1e-6.
     """
 
     observation_space = spaces.Box(-np.inf, np.inf, shape=(10,), dtype=np.float64)
@@ -211,43 +218,79 @@ class ReacherTask(Task):
         mujoco.mj_forward(model, data)
 
     def observation(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
-        """Return the 10-dim v5 observation.
-
-        Like Gymnasium, it reads body positions as ``mj_step`` leaves them (from the last
-        position evaluation of the step), so observations match ``Reacher-v5`` exactly.
-        """
+        """Return the 10-dim v5 observation of the current state."""
+        vec = _fingertip_to_target(self.batch_constants(model), data.qpos[None])[0]
         angles = data.qpos[:2]
-        return np.concatenate(
-            [
-                np.cos(angles),
-                np.sin(angles),
-                data.qpos[2:],
-                data.qvel[:2],
-                _fingertip_to_target(model, data)[:2],
-            ]
-        )
+        return np.concatenate([np.cos(angles), np.sin(angles), data.qpos[2:], data.qvel[:2], vec])
 
     def terminated(self, model: mujoco.MjModel, data: mujoco.MjData) -> bool:
         """Never: Reacher episodes only end by truncation (or the stability guard)."""
         return False
 
-    def terminated_batch(self, state: BatchState) -> np.ndarray:
-        """Vectorized :meth:`terminated`: never.
-
-        Observation and reward stay per env: they read body positions as ``mj_step`` leaves
-        them, which for RK4 come from an integrator stage the batched states do not hold.
-        """
-        return np.zeros(len(state), dtype=bool)
-
     def reward(self, model: mujoco.MjModel, data: mujoco.MjData, terminated: bool) -> float:
         """Return ``-|fingertip - target| - |ctrl|^2`` (v5's weights, 1 and 1)."""
-        distance = float(np.linalg.norm(_fingertip_to_target(model, data)))
+        vec = _fingertip_to_target(self.batch_constants(model), data.qpos[None])[0]
         control = float(np.dot(data.ctrl, data.ctrl))
+        return -REWARD_DIST_WEIGHT * float(np.linalg.norm(vec)) - REWARD_CONTROL_WEIGHT * control
+
+    def batch_constants(self, model: mujoco.MjModel) -> np.ndarray:
+        """The arm's planar kinematic chain and the target's origin (see ``_fingertip_to_target``).
+
+        Raises:
+            ValueError: If the arm is not the planar chain Reacher-v5 assumes (hinges about
+                z, bodies not rotated), for which the closed-form kinematics would be wrong.
+        """
+        bodies = [model.body(name).id for name in ("body0", "body1", "fingertip", "target")]
+        joints = [model.joint(name).id for name in (*ARM_JOINTS, *TARGET_JOINTS)]
+        if not (model.jnt_axis[joints[:2]] == (0.0, 0.0, 1.0)).all():
+            raise ValueError("reacher: the arm's joints must turn about z")
+        if not (model.body_quat[bodies] == (1.0, 0.0, 0.0, 0.0)).all():
+            raise ValueError("reacher: the arm's and target's bodies must not be rotated")
+        offsets = model.body_pos[bodies, :2].copy()
+        offsets[3] -= model.qpos0[model.jnt_qposadr[joints[2:]]]  # target origin: minus refs
+        return offsets.reshape(-1)
+
+    def observation_batch(self, state: BatchState) -> np.ndarray | None:
+        """Vectorized :meth:`observation` (needs ``state.constants``): shape ``(n, 10)``."""
+        if state.constants is None:
+            return None
+        q = state.qpos
+        vec = _fingertip_to_target(state.constants, q)
+        return np.concatenate(
+            [np.cos(q[:, :2]), np.sin(q[:, :2]), q[:, 2:], state.qvel[:, :2], vec], axis=1
+        )
+
+    def terminated_batch(self, state: BatchState) -> np.ndarray:
+        """Vectorized :meth:`terminated`: never."""
+        return np.zeros(len(state), dtype=bool)
+
+    def reward_batch(self, state: BatchState, terminated: np.ndarray) -> np.ndarray | None:
+        """Vectorized :meth:`reward` (needs ``state.constants`` and ``state.ctrl``)."""
+        if state.constants is None or state.ctrl is None:
+            return None
+        distance = np.linalg.norm(_fingertip_to_target(state.constants, state.qpos), axis=1)
+        control = np.einsum("ij,ij->i", state.ctrl, state.ctrl)
         return -REWARD_DIST_WEIGHT * distance - REWARD_CONTROL_WEIGHT * control
 
 
-def _fingertip_to_target(model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
-    return data.body("fingertip").xpos - data.body("target").xpos
+def _fingertip_to_target(constants: np.ndarray, qpos: np.ndarray) -> np.ndarray:
+    """``x, y`` of fingertip minus target for each row of ``qpos`` ``(n, 4)``: shape ``(n, 2)``.
+
+    Closed-form planar kinematics from :meth:`ReacherTask.batch_constants` (rows of
+    ``constants`` or one shared row): body0's origin, body1's offset in body0, the fingertip's
+    offset in body1 and the target's origin (its body position minus its slide joints' refs).
+    """
+    constants = np.broadcast_to(constants, (qpos.shape[0], 8))
+    base, link0, link1, target = (constants[:, k : k + 2] for k in (0, 2, 4, 6))
+    a0 = qpos[:, 0]
+    a1 = a0 + qpos[:, 1]
+    tip = base + _rotate(link0, a0) + _rotate(link1, a1)
+    return tip - (target + qpos[:, 2:4])
+
+
+def _rotate(xy: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.stack([c * xy[:, 0] - s * xy[:, 1], s * xy[:, 0] + c * xy[:, 1]], axis=1)
 
 
 TASK = ReacherTask()

@@ -250,6 +250,22 @@ class ParamSpace:
         full = self.complete(theta)
         return np.array([p.to_unit(full[p.name]) for p in self._params], dtype=float)
 
+    def to_unit_array(self, values: np.ndarray) -> np.ndarray:
+        """Map rows of full thetas in coordinate order, shape ``(n, d)``, to the unit cube.
+
+        The vectorized :meth:`to_unit` for callers that keep thetas as arrays.
+        """
+        values = np.asarray(values, dtype=float)
+        if values.ndim != 2 or values.shape[1] != self.dim:
+            raise ValueError(f"values have shape {values.shape}, expected (n, {self.dim})")
+        spans = np.array([p._span() for p in self._params])
+        log = np.array([p.scale == "log" for p in self._params])
+        if (values[:, log] <= 0).any():
+            raise ValueError("log-scale values must be > 0")
+        x = values.copy()
+        x[:, log] = np.log(x[:, log])
+        return (x - spans[:, 0]) / (spans[:, 1] - spans[:, 0])
+
     def from_unit(self, u: np.ndarray | Sequence[float]) -> dict[str, float]:
         """Map unit-cube coordinates, shape ``(d,)``, to theta (clipped to the bounds)."""
         u = np.asarray(u, dtype=float)

@@ -22,6 +22,7 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -155,7 +156,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         )
         self._thread_data: dict[tuple[int, ...], list[mujoco.MjData]] = {}
         self._scratch: dict[tuple[int, ...], mujoco.MjData] = {}
-        self._points: dict[int, tuple[TaskDistribution, dict[str, float], ChannelEffects]] = {}
+        self._points: dict[int, _Draw] = {}  # by id of a point distribution in use
+        self._point_dists: dict[int, TaskDistribution] = {}
         self._source = ModelSource(self.family, slots=n, cache_size=_MODEL_CACHE_SIZE + n)
 
         # Per sub-env episode state.
@@ -167,6 +169,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._groups: list[tuple[tuple[int, ...], np.ndarray]] | None = None
         self._names = self.family.space.names
         self._theta = np.zeros((n, len(self._names)))
+        self._unit = np.zeros((n, len(self._names)))  # theta in the unit cube of `space`
         self._fidelity = np.full(n, distribution.fidelity, dtype=object)
         self._fid_code = np.zeros(n, dtype=np.int64)  # index into FIDELITIES
         self._nsub = np.ones(n, dtype=np.int64)
@@ -266,6 +269,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             self._dists[i] = distribution
         live = {id(d) for d in self._dists}
         self._points = {k: v for k, v in self._points.items() if k in live}
+        self._point_dists = {k: v for k, v in self._point_dists.items() if k in live}
 
     def _check_distribution(self, distribution: TaskDistribution) -> None:
         distribution.check_space(self.space)
@@ -450,9 +454,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._done = terminated | truncated
         self._returns += rewards
         for i in np.flatnonzero(self._done):
-            theta = dict(zip(self._names, self._theta[i], strict=True))
             self.episode_log.add(
-                [float(x) for x in self.space.to_unit(theta)],
+                self._unit[i].tolist(),
                 str(self._fidelity[i]),
                 self._returns[i],
                 int(self._steps[i]),
@@ -502,51 +505,83 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
 
     def _reset_envs(self, idx: np.ndarray, fixed_theta: Mapping[str, float] | None) -> None:
         """Start a new episode in each sub-env of ``idx``, as ``TaskEnv.reset`` does."""
+        draws = []
         for i in idx:
             rng = self._rng(i)
             dist = self._dists[i]
-            point = self._points.get(id(dist)) if fixed_theta is None else None
-            if point is not None:  # a point draws no randomness: reuse its theta
-                theta, effects = point[1], point[2]
-            else:
-                if fixed_theta is not None:
-                    theta = self.space.complete(fixed_theta)
-                else:
-                    theta = dist.sample(self.space, rng)
-                theta = self.family.space.complete(
-                    {name: _round_significant(value) for name, value in theta.items()}
-                )
-                effects = ChannelEffects.from_theta(theta)
-                if fixed_theta is None and is_point(dist):
-                    self._points[id(dist)] = (dist, theta, effects)
-            if point is not None or fixed_theta is not None or is_point(dist):
-                model, key = self._source.shared(i, theta, dist.fidelity)
-            else:  # a theta per episode: this sub-env's own model, rewritten in place
-                model, key = self._source.private(i, theta, dist.fidelity)
-            if model is not self._models[i]:
-                self._set_model(i, model, key)
-            self._latency[i] = effects.latency_steps
-            self._noise_std[i] = effects.obs_noise_std
-            self._deadzone[i] = effects.deadzone
-            if effects.latency_steps >= self._hist.shape[1]:
-                self._grow_history(effects.latency_steps + 1)
-            self._hist[i] = 0.0
-            self._theta[i] = [theta[name] for name in self._names]
-            self._fidelity[i] = dist.fidelity
-            self._fid_code[i] = FIDELITIES.index(dist.fidelity)
-            self._steps[i] = 0
-            self._returns[i] = 0.0
-            self._done[i] = False
-            self._episode_unstable[i] = False
-            constants = self.task.batch_constants(model)
-            if constants is not None:
+            draw = self._points.get(id(dist)) if fixed_theta is None else None
+            if draw is None:
+                draw = self._draw(i, dist, rng, fixed_theta)
+            elif draw.model is not self._models[i]:
+                self._source.release(i)  # the slot's private model (if any) is idle now
+            if draw.model is not self._models[i]:
+                self._set_model(i, draw.model, draw.key)
+            if draw.constants is not None:
                 if self._const is None:
-                    self._const = np.zeros((self.num_envs, np.size(constants)))
-                self._const[i] = constants
-            data = self._data(i)
+                    self._const = np.zeros((self.num_envs, draw.constants.size))
+                self._const[i] = draw.constants
+            model, data = draw.model, self._data(i)
             mujoco.mj_resetData(model, data)
             self.task.initialize_episode(model, data, rng)
             mujoco.mj_getState(model, data, self._state[i], _FULLPHYSICS)
+            draws.append(draw)
+        # Per-episode bookkeeping, one array write per field.
+        effects = [d.effects for d in draws]
+        latency = np.array([e.latency_steps for e in effects], dtype=np.int64)
+        if latency.size and latency.max() >= self._hist.shape[1]:
+            self._grow_history(int(latency.max()) + 1)
+        self._latency[idx] = latency
+        self._noise_std[idx] = [e.obs_noise_std for e in effects]
+        self._deadzone[idx] = [e.deadzone for e in effects]
+        self._hist[idx] = 0.0
+        self._theta[idx] = [d.theta for d in draws]
+        self._unit[idx] = [d.unit for d in draws]
+        self._fidelity[idx] = [d.fidelity for d in draws]
+        self._fid_code[idx] = [FIDELITIES.index(d.fidelity) for d in draws]
+        self._steps[idx] = 0
+        self._returns[idx] = 0.0
+        self._done[idx] = False
+        self._episode_unstable[idx] = False
+
+    def _draw(
+        self,
+        i: int,
+        dist: TaskDistribution,
+        rng: np.random.Generator,
+        fixed_theta: Mapping[str, float] | None,
+    ) -> _Draw:
+        """Sub-env ``i``'s next theta (rounded as ``TaskEnv`` does) and its model.
+
+        A point distribution draws no randomness: its draw is kept and reused while the
+        distribution is in use.
+        """
+        if fixed_theta is not None:
+            theta = self.space.complete(fixed_theta)
+        else:
+            theta = dist.sample(self.space, rng)
+        theta = self.family.space.complete(
+            {name: _round_significant(value) for name, value in theta.items()}
+        )
+        point = fixed_theta is None and is_point(dist)
+        if point or fixed_theta is not None:
+            model, key = self._source.shared(i, theta, dist.fidelity)
+        else:  # a theta per episode: this sub-env's own model, rewritten in place
+            model, key = self._source.private(i, theta, dist.fidelity)
+        constants = self.task.batch_constants(model)
+        row = np.array([theta[name] for name in self._names])
+        draw = _Draw(
+            theta=row,
+            unit=self.space.to_unit_array(np.array([[theta[n] for n in self.space.names]]))[0],
+            fidelity=dist.fidelity,
+            effects=ChannelEffects.from_theta(theta),
+            model=model,
+            key=key,
+            constants=None if constants is None else np.asarray(constants, dtype=np.float64),
+        )
+        if point:
+            self._points[id(dist)] = draw
+            self._point_dists[id(dist)] = dist  # keeps the id valid while the draw is cached
+        return draw
 
     def _set_model(self, i: int, model: mujoco.MjModel, key: tuple[int, ...]) -> None:
         nstate = mujoco.mj_stateSize(model, _FULLPHYSICS)
@@ -852,6 +887,19 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         for code in np.flatnonzero(counts):
             count = int(counts[code])
             self._record_cost(FIDELITIES[code], seconds[code] / count + overhead, count)
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """One episode's theta and what a sub-env needs from it (reused for point distributions)."""
+
+    theta: np.ndarray  # physical units, the family's coordinate order
+    unit: np.ndarray  # unit-cube coordinates in the env's space
+    fidelity: str
+    effects: ChannelEffects
+    model: mujoco.MjModel
+    key: tuple[int, ...]
+    constants: np.ndarray | None  # the task's batch constants for `model`
 
 
 class SubEnv:

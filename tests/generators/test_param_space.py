@@ -131,6 +131,18 @@ def test_unit_maps_fill_missing_with_nominal() -> None:
         space.from_unit(np.zeros(2))
 
 
+def test_to_unit_array_is_row_wise_to_unit() -> None:
+    space = small_space()
+    thetas = [*space.sample(np.random.default_rng(0), 20), {"mass": 4.0, "gain": -1, "delay": 3}]
+    rows = np.array([[t[n] for n in space.names] for t in thetas])
+    expected = np.stack([space.to_unit(t) for t in thetas])
+    np.testing.assert_allclose(space.to_unit_array(rows), expected, rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="shape"):
+        space.to_unit_array(rows[:, :2])
+    with pytest.raises(ValueError, match="> 0"):
+        space.to_unit_array(np.array([[0.0, 1.0, 0.0]]))
+
+
 def test_nominal_and_complete() -> None:
     space = small_space()
     assert space.nominal() == {"mass": 1.0, "gain": 5.0, "delay": 0.0}

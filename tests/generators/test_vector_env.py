@@ -451,10 +451,6 @@ def test_batched_task_methods_equal_per_env(name: str) -> None:
     np.testing.assert_array_equal(task.terminated_batch(state), terminated)
     expected_div = [task.diverged(m, d) for m, d in zip(models, datas, strict=True)]
     np.testing.assert_array_equal(task.diverged_batch(state), expected_div)
-    if name == "reacher":  # reads body positions mj_step leaves: stays per env
-        assert task.observation_batch(state) is None
-        assert task.step_reward_batch(state, terminated) is None
-        return
     obs = [task.observation(m, d) for m, d in zip(models, datas, strict=True)]
     np.testing.assert_allclose(task.observation_batch(state), obs, rtol=0, atol=1e-12)
     rewards = [
