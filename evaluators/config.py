@@ -43,13 +43,21 @@ class OracleConfig:
     """Where trained oracles are kept and reused across runs."""
     eval_episodes: int = 20
     """Real-proxy episodes that measure the oracle's return (not charged to the run)."""
+    checkpoints: int = 4
+    """The oracle's training is measured on the proxy after each of this many equal parts and
+    the best policy is kept: PPO on one system can regress late, and the denominator of the
+    transfer ratio should be the best the oracle's training found (1: the last policy)."""
     reference_return: float | None = None
     """A known reference return (e.g. of a physical system's controller): skips the oracle."""
 
     def validate(self) -> None:
         """Raise `ValueError("<field>: reason")` on values that cannot work."""
-        for name in ("env_steps", "eval_episodes"):
+        for name in ("env_steps", "eval_episodes", "checkpoints"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be > 0 (got {getattr(self, name)})")
+        if self.checkpoints > self.env_steps:
+            raise ValueError(
+                f"checkpoints: must be <= env_steps ({self.checkpoints} > {self.env_steps})"
+            )
         if self.reference_return is not None and not math.isfinite(self.reference_return):
             raise ValueError(f"reference_return: must be finite (got {self.reference_return})")

@@ -2,6 +2,8 @@
 
 Its real return is the denominator of the transfer ratio. Training it is expensive, so it is
 done once per (reality config, oracle training config) hash and reused by every later run.
+Training yields checkpoints; the one with the best proxy return is kept, so the oracle is the
+best policy its training found (optimistic by that selection, which suits an upper bound).
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,6 +41,10 @@ class OracleRecord:
     train_s: float
     spec: dict[str, Any]
     """The reality and training config the key hashes."""
+    checkpoint_returns: list[float] = field(default_factory=list)
+    """Proxy return of each training checkpoint, in order; the best one is the oracle."""
+    checkpoint_env_steps: list[int] = field(default_factory=list)
+    """Env steps trained at each checkpoint."""
 
 
 def oracle_key(spec: Mapping[str, Any]) -> str:
@@ -80,30 +86,48 @@ class OracleCache:
     def get_or_train(
         self,
         spec: Mapping[str, Any],
-        train: Callable[[], tuple[SavablePolicy, int, float]],
+        train: Callable[[], Iterable[tuple[SavablePolicy, int, float]]],
         evaluate: Callable[[SavablePolicy], tuple[float, float, int]],
     ) -> OracleRecord:
         """Return the cached oracle for `spec`, training and evaluating it first if missing.
 
         Args:
             spec: JSON-able reality config and oracle training config.
-            train: trains a policy on the reality proxy; returns (policy, env steps, seconds).
+            train: trains a policy on the reality proxy, yielding a checkpoint (policy, env
+                steps so far, training seconds so far) after each part of its budget.
             evaluate: real-proxy (mean return, stderr, episodes) of a policy.
+
+        Raises:
+            ValueError: If `train` yields no checkpoint.
         """
         key = oracle_key(spec)
         cached = self.get(key)
         if cached is not None:
             return cached
-        policy, steps, seconds = train()
-        mean, stderr, episodes = evaluate(policy)
+        best: tuple[SavablePolicy, tuple[float, float, int]] | None = None
+        returns: list[float] = []
+        env_steps: list[int] = []
+        seconds = 0.0
+        for policy, steps, seconds_so_far in train():
+            stats = evaluate(policy)
+            returns.append(float(stats[0]))
+            env_steps.append(int(steps))
+            seconds = seconds_so_far
+            if best is None or stats[0] > best[1][0]:
+                best = (policy, stats)
+        if best is None:
+            raise ValueError("oracle training yielded no checkpoint")
+        policy, (mean, stderr, episodes) = best
         record = OracleRecord(
             key=key,
             real_return=mean,
             real_return_stderr=stderr,
             episodes=episodes,
-            train_env_steps=steps,
+            train_env_steps=env_steps[-1],
             train_s=seconds,
             spec=json.loads(json.dumps(dict(spec), default=float)),
+            checkpoint_returns=returns,
+            checkpoint_env_steps=env_steps,
         )
         self.put(record, policy)
         return self.get(key) or record

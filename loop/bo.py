@@ -3,11 +3,21 @@
 Every iteration it proposes ``q`` points of the unit cube, each at a fidelity, by maximizing
 information gain per unit cost (`loop.mfbo.MultiFidelityBO`, cost-aware MF-MES by default)
 over a drifting multi-fidelity GP of the learning signal. The learner then trains on a
-mixture of small boxes around those points (`controller.radius`) plus a uniform exploration
-share at the target fidelity (`controller.explore_share`). What it observes per proposal is
-the absolute learning progress there (`loop.controllers.learning_progress`, normalized by
-the loop), the measured seconds per env step at that fidelity, and whether the simulation
-went unstable there (the feasibility model steers proposals away from such regions).
+mixture of boxes around those points plus a uniform exploration share at the target
+fidelity (`controller.explore_share`). What it observes per proposal is the absolute
+learning progress there (`loop.controllers.learning_progress`, normalized by the loop), the
+measured seconds per env step at that fidelity, and whether the simulation went unstable
+there (the feasibility model steers proposals away from such regions).
+
+Relevance-focused boxes. A box of half-width 0.25 in every one of a task's 8-11 dimensions
+is 0.5^d of the cube (under 0.4%), so a mixture of a few such boxes trains on almost nothing
+of the dimensions the learning signal does not depend on, and loses to uniform domain
+randomization there. So each box is narrow (half-width `radius` around its
+point) only in the `controller.focus_dims` dimensions the GP finds most relevant (inverse
+ARD length scales, `MultiFidelityBO.relevance`; ties go to the lower index) and spans
+``[0, 1]`` in all others: the mixture concentrates where the signal varies and keeps the
+uniform marginal everywhere else. The initial design (no GP yet) uses boxes narrow in
+every dimension, as does ``focus_dims: null`` (or a value >= the space's dimension) always.
 """
 
 from __future__ import annotations
@@ -29,8 +39,14 @@ if TYPE_CHECKING:
 class BOController(Controller):
     """Cost-aware multi-fidelity BO over Theta and the fidelities `controller.fidelities`.
 
-    A proposal at a fidelity without budget left (`allowed_fidelities`) moves to the
-    cheapest allowed fidelity above it, or the target.
+    Each proposed point becomes a box: half-width `controller.radius` in the
+    `controller.focus_dims` dimensions the GP finds most relevant, ``[0, 1]`` in the others
+    (see the module docstring). A proposal at a fidelity without budget left
+    (`allowed_fidelities`) moves to the cheapest allowed fidelity above it, or the target.
+
+    `diagnostics` holds the optimizer's (`MultiFidelityBO.diagnostics`) plus
+    ``relevance`` (per parameter, None before the GP exists), ``focus_dims`` (indices of
+    the parameters the boxes are narrow in, ascending) and ``focus_params`` (their names).
     """
 
     def __init__(
@@ -65,14 +81,35 @@ class BOController(Controller):
         above = self.fidelities[self.fidelities.index(fidelity) :]
         return next((f for f in above if f in allowed), self.target)
 
+    def focus(self) -> tuple[list[int], np.ndarray | None]:
+        """The dims the next boxes are narrow in (ascending) and the GP's relevance.
+
+        The `controller.focus_dims` most relevant dims of the GP the last `propose` fitted
+        (ties go to the lower index); every dim in the initial design (no GP) or when
+        `focus_dims` is null or at least the space's dimension.
+        """
+        d = self.space.dim
+        relevance = None
+        if self.bo.diagnostics.get("fallback") != "initial_design":
+            relevance = self.bo.relevance()
+        k = self.config.focus_dims
+        if relevance is None or k is None or k >= d:
+            return list(range(d)), relevance
+        score = np.nan_to_num(relevance, nan=0.0, posinf=np.finfo(float).max)
+        order = sorted(range(d), key=lambda i: (-score[i], i))
+        return sorted(order[:k]), relevance
+
     def propose(self, history: Sequence[Mapping[str, Any]]) -> list[Proposal]:
         cfg = self.config
         points = self.bo.propose(cfg.q)
+        dims, relevance = self.focus()
         weight = (1.0 - cfg.explore_share) / len(points)
         proposals = []
         for x, k in points:
-            low = np.clip(x - cfg.radius, 0.0, 1.0)
-            high = np.clip(x + cfg.radius, 0.0, 1.0)
+            low = np.zeros_like(x)
+            high = np.ones_like(x)
+            low[dims] = np.clip(x[dims] - cfg.radius, 0.0, 1.0)
+            high[dims] = np.clip(x[dims] + cfg.radius, 0.0, 1.0)
             proposals.append(
                 Proposal(
                     tuple(float(v) for v in low),
@@ -93,7 +130,14 @@ class BOController(Controller):
                     explore=True,
                 )
             )
-        self.diagnostics = _plain(self.bo.diagnostics)
+        self.diagnostics = _plain(
+            {
+                **self.bo.diagnostics,
+                "relevance": None if relevance is None else relevance.tolist(),
+                "focus_dims": dims,
+                "focus_params": [self.space.names[i] for i in dims],
+            }
+        )
         return proposals
 
     def observe(self, results: Sequence[ProposalResult]) -> None:

@@ -46,7 +46,14 @@ class ControllerConfig:
     q: int = 4
     """Points `bo` proposes per iteration."""
     radius: float = 0.25
-    """Half-width (unit cube) of the box of thetas trained around each proposed point."""
+    """Half-width (unit cube) of the box of thetas trained around each proposed point, in
+    the `focus_dims` dimensions its box is narrow in."""
+    focus_dims: int | None = 2
+    """Dimensions in which `bo`'s boxes are narrow: the ones its GP finds most relevant
+    (inverse ARD length scales); the boxes span the whole range in the others, keeping
+    uniform coverage where the learning signal does not depend on the parameter. Null: all
+    dimensions (boxes narrow everywhere). A value >= the space's dimension means all of
+    them (clamped, so one config fits every task)."""
     explore_share: float = 0.2
     """Share of the task distribution spent on uniform exploration at the target fidelity."""
     drift: bool = True
@@ -285,6 +292,10 @@ def check_controller(c: ControllerConfig, family_fidelities: Sequence[str]) -> N
         raise ConfigError("controller.q", f"must be >= 1 (got {c.q})")
     if not 0 <= c.radius <= 0.5:
         raise ConfigError("controller.radius", f"must be in [0, 0.5] (got {c.radius})")
+    if c.focus_dims is not None and (isinstance(c.focus_dims, bool) or c.focus_dims < 1):
+        raise ConfigError(
+            "controller.focus_dims", f"must be >= 1 or null for all (got {c.focus_dims})"
+        )
     if not 0 <= c.explore_share < 1:
         raise ConfigError("controller.explore_share", f"must be in [0, 1) (got {c.explore_share})")
 

@@ -33,6 +33,12 @@ never leave the cheapest fidelity, or their values underflow to zero):
   remaining budget (if given) covers a top-fidelity evaluation.
 
 What happened is recorded in `MultiFidelityBO.diagnostics` after every `propose`.
+
+`MultiFidelityBO.relevance` reads, per theta dimension, how strongly the fitted GP's
+covariance depends on it: the inverse of the ARD length scale the marginal likelihood chose
+(`kernel_relevance`). A dimension the objective does not depend on gets a long length scale
+and a relevance near zero. The `bo` controller uses it to decide in which dimensions its
+training boxes are narrow (`loop.bo`).
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from botorch.models.cost import AffineFidelityCostModel
 from botorch.models.model import Model
 from botorch.optim.optimize import optimize_acqf
 from botorch.utils.sampling import draw_sobol_samples
+from gpytorch.kernels import Kernel
 from torch import Tensor
 
 from surrogates import (
@@ -336,6 +343,51 @@ def fit_affine_cost(
     return fixed, slope
 
 
+def kernel_relevance(kernel: Kernel, columns: Sequence[int], num_inputs: int) -> np.ndarray:
+    """Relevance of input ``columns`` to a (composite) kernel: ARD inverse length scales.
+
+    Walks the kernel tree (products, sums, scale kernels, ...) and, for every kernel with a
+    length scale, maps its length scales to model input columns: through the kernel's own
+    ``active_dims``, else the nearest enclosing kernel's (a ``ScaleKernel`` copies its base
+    kernel's), else all ``num_inputs`` columns; a single (non-ARD) length scale applies to
+    all of its columns. A column's relevance is ``sqrt(sum 1 / l^2)`` over the kernels that
+    read it, which for a product of RBF kernels is exactly the inverse of the effective
+    length scale. Columns no kernel reads get 0.
+
+    Length scales are in the units the kernel sees (after the model's input transform; the
+    controller's theta columns are the unit cube both before and after ``Normalize``).
+
+    Args:
+        kernel: the model's ``covar_module``.
+        columns: the model input columns to report (e.g. the theta columns).
+        num_inputs: ``D``, the number of model input columns.
+
+    Returns:
+        ``len(columns)`` non-negative relevances, in the order of ``columns``.
+    """
+    index = {int(c): i for i, c in enumerate(columns)}
+    inv_sq = np.zeros(len(index))
+
+    def walk(k: torch.nn.Module, inherited: list[int]) -> None:
+        cols = inherited
+        if isinstance(k, Kernel) and k.active_dims is not None:
+            cols = [int(c) for c in k.active_dims.reshape(-1).tolist()]
+        if isinstance(k, Kernel) and k.has_lengthscale:
+            ls = k.lengthscale.detach().to(DTYPE)
+            ls = ls.reshape(-1, ls.shape[-1]).mean(dim=0).cpu().numpy()  # over batch shapes
+            if ls.size == 1:
+                ls = np.full(len(cols), float(ls[0]))
+            if ls.size == len(cols):
+                for col, scale in zip(cols, ls, strict=True):
+                    if col in index and math.isfinite(scale) and scale > 0:
+                        inv_sq[index[col]] += 1.0 / scale**2
+        for child in k.children():
+            walk(child, cols)
+
+    walk(kernel, list(range(num_inputs)))
+    return np.sqrt(inv_sq)
+
+
 @dataclass
 class _Observations:
     x: list[list[float]] = field(default_factory=list)
@@ -371,6 +423,7 @@ class MultiFidelityBO:
             per slot; None where not MES), ``cost_model`` (``fixed_cost``, ``slope``),
             ``feasibility`` (whether P(stable) weighted the acquisition), ``fit_s``,
             ``propose_s``, ``n_obs`` and ``rounds_without_target``.
+        model: the GP fitted by the last `propose` (None before the first fit).
     """
 
     def __init__(
@@ -442,6 +495,26 @@ class MultiFidelityBO:
         if self._time_dim is not None:
             target[self._time_dim] = max(self.obs.time) if self.obs.time else 0.0
         return target
+
+    def relevance(self) -> np.ndarray | None:
+        """Per theta dimension, how much the fitted GP depends on it (``d`` floats >= 0).
+
+        The inverse ARD length scale of each theta column in the GP's covariance
+        (`kernel_relevance`; the fidelity and time columns are left out), in the unit cube's
+        units: about 1 / (the distance over which the objective changes). A dimension the
+        objective does not depend on gets a long length scale and a small relevance.
+
+        Read from `model`, the GP the last `propose` fitted (the one that chose that
+        batch). That fit is deterministic given the observations and the warm-start
+        hyperparameters, both in `state_dict`, so after a restore the next `propose` fits
+        the same GP and this returns what the uninterrupted optimizer's would. None when no
+        GP was fitted yet (the initial design, or a restored optimizer before its next
+        `propose`).
+        """
+        if self.model is None:
+            return None
+        theta_cols = list(range(self.dim))
+        return kernel_relevance(self.model.covar_module, theta_cols, self._D)
 
     # ------------------------------------------------------------ observations
     def observe(
@@ -866,6 +939,7 @@ class MultiFidelityBO:
         self.hyperparameters = state["hyperparameters"]
         self.n_observe_calls = int(state["n_observe_calls"])
         self.rounds_without_target = int(state["rounds_without_target"])
+        self.model = None  # fitted for another state; the next `propose` refits
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state["rng"]
 
@@ -880,5 +954,6 @@ __all__ = [
     "build_mfkg",
     "build_ucb",
     "fit_affine_cost",
+    "kernel_relevance",
     "register_acquisition",
 ]

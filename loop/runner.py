@@ -8,6 +8,7 @@ import os
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,13 +204,16 @@ def oracle_spec(cfg: Config) -> dict[str, Any]:
     """What identifies an oracle: the reality config and how the oracle is trained."""
     learner = asdict(cfg.learner)
     learner.pop("env_steps_per_iteration")
-    return {
+    spec = {
         "reality": {k: v for k, v in reality_env_spec(cfg).items() if k != "kind"},
         "learner": learner,
         "env_steps": cfg.oracle.env_steps,
         "eval_episodes": cfg.oracle.eval_episodes,
         "seed": ORACLE_TRAIN_SEED,
     }
+    if cfg.oracle.checkpoints > 1:  # one checkpoint (the last policy) keeps older caches valid
+        spec["checkpoints"] = cfg.oracle.checkpoints
+    return spec
 
 
 def get_oracle(cfg: Config, console: Console) -> OracleRecord:
@@ -218,21 +222,27 @@ def get_oracle(cfg: Config, console: Console) -> OracleRecord:
 
     cache = OracleCache(cfg.oracle.cache_dir)
 
-    def train() -> tuple[Any, int, float]:
+    def train() -> Iterator[tuple[Any, int, float]]:
+        total, parts = cfg.oracle.env_steps, cfg.oracle.checkpoints
         console.print(
-            f"[bold]oracle[/]: training on {cfg.reality.env} for {cfg.oracle.env_steps:,} "
-            "env steps (cached for later runs)"
+            f"[bold]oracle[/]: training on {cfg.reality.env} for {total:,} env steps, "
+            f"keeping the best of {parts} checkpoints (cached for later runs)"
         )
         learner = RLlibLearner(cfg.learner, reality_env_spec(cfg), ORACLE_TRAIN_SEED)
+        seconds = 0.0
         try:
             with console.status("oracle: training") as status:
-                stats = learner.train(
-                    cfg.oracle.env_steps,
-                    lambda done: status.update(
-                        f"oracle: {done:,}/{cfg.oracle.env_steps:,} env steps"
-                    ),
-                )
-            return learner.policy(), learner.env_steps, stats.train_s
+                for k in range(parts):
+                    # Equal parts of the budget; the last one takes the remainder.
+                    part = total * (k + 1) // parts - total * k // parts
+                    stats = learner.train(
+                        part,
+                        lambda _: status.update(
+                            f"oracle: {learner.env_steps:,}/{total:,} env steps"
+                        ),
+                    )
+                    seconds += stats.train_s
+                    yield learner.policy(), learner.env_steps, seconds
         finally:
             learner.stop()
 

@@ -105,7 +105,7 @@ def test_oracle_is_trained_once_per_spec_and_reused(tmp_path: Path) -> None:
 
     def train():
         calls.append(1)
-        return Saved(), 123, 4.5
+        yield Saved(), 123, 4.5
 
     spec = {"reality": {"params": {"pole_mass": 1.5}}, "env_steps": 10}
     first = cache.get_or_train(spec, train, lambda p: (900.0, 3.0, 20))
@@ -118,3 +118,24 @@ def test_oracle_is_trained_once_per_spec_and_reused(tmp_path: Path) -> None:
     assert oracle_key(other) != first.key
     cache.get_or_train(other, train, lambda p: (1.0, 0.0, 1))
     assert calls == [1, 1]
+
+
+def test_oracle_keeps_its_best_checkpoint(tmp_path: Path) -> None:
+    """PPO on one system can regress: the oracle is the checkpoint with the best proxy return."""
+    policies = [Saved(), Saved(), Saved()]
+    returns = {id(policies[0]): 300.0, id(policies[1]): 800.0, id(policies[2]): 450.0}
+
+    def train():
+        for k, policy in enumerate(policies):
+            yield policy, 100 * (k + 1), 2.0 * (k + 1)
+
+    record = OracleCache(tmp_path).get_or_train(
+        {"env_steps": 300}, train, lambda p: (returns[id(p)], 1.0, 20)
+    )
+    assert record.real_return == 800.0
+    assert record.checkpoint_returns == [300.0, 800.0, 450.0]
+    assert record.checkpoint_env_steps == [100, 200, 300]
+    assert (record.train_env_steps, record.train_s) == (300, 6.0)
+    assert OracleCache(tmp_path).get(record.key) == record
+    with pytest.raises(ValueError, match="no checkpoint"):
+        OracleCache(tmp_path).get_or_train({"env_steps": 1}, lambda: iter(()), lambda p: (0, 0, 1))

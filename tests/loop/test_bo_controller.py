@@ -7,12 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from generators import get_family
+from generators import Param, ParamSpace, get_family
 from loop.config import ControllerConfig
 from loop.controllers import ProposalResult, make_controller, to_task_distributions
 
 SPACE = get_family("inverted_pendulum").space
 PEAK = np.array([0.85, 0.15])  # learning progress is high here (first two parameters)
+SPACE6 = ParamSpace([Param(f"p{i}", 0.5, 2.0, 1.0) for i in range(6)])
+RELEVANT = [1, 4]  # the only dims `signal6` depends on
+PEAK6 = np.array([0.7, 0.3])
 
 
 def signal(point: tuple[float, ...], fidelity: str) -> float:
@@ -22,12 +25,19 @@ def signal(point: tuple[float, ...], fidelity: str) -> float:
     return value if fidelity == "fine" else 0.8 * value + 0.05
 
 
-def make(seed: int = 0, **kw) -> object:
+def signal6(point: tuple[float, ...], fidelity: str) -> float:
+    """Synthetic learning progress over 6 dims that depends only on dims 1 and 4."""
+    u = np.asarray(point)
+    value = float(np.exp(-np.sum((u[RELEVANT] - PEAK6) ** 2) / 0.08))
+    return value if fidelity == "fine" else 0.8 * value + 0.05
+
+
+def make(seed: int = 0, space: ParamSpace = SPACE, **kw) -> object:
     cfg = ControllerConfig(method="bo", **kw)
-    return make_controller("bo", SPACE, "fine", seed, cfg)
+    return make_controller("bo", space, "fine", seed, cfg)
 
 
-def feed(ctrl, rounds: int) -> list[list]:
+def feed(ctrl, rounds: int, fn=signal) -> list[list]:
     batches = []
     for _ in range(rounds):
         proposals = ctrl.propose([])
@@ -36,7 +46,7 @@ def feed(ctrl, rounds: int) -> list[list]:
             [
                 ProposalResult(
                     p,
-                    signal(p.point, p.fidelity) if p.point else 0.0,
+                    fn(p.point, p.fidelity) if p.point else 0.0,
                     1.0,
                     s_per_step=1e-4 if p.fidelity == "coarse" else 4e-4,
                 )
@@ -60,6 +70,46 @@ def test_proposals_are_boxes_around_points_plus_uniform_exploration() -> None:
     assert explore[0].fidelity == "fine" and explore[0].weight == pytest.approx(0.2)
     assert {p.fidelity for p in points} == {"coarse", "fine"}  # the initial design spans both
     assert sum(share for _, share in to_task_distributions(proposals)) == pytest.approx(1.0)
+    # No GP yet: the initial design's boxes are narrow in every dim.
+    assert ctrl.diagnostics["relevance"] is None
+    assert ctrl.diagnostics["focus_dims"] == list(range(SPACE.dim))
+
+
+def test_boxes_are_narrow_only_in_the_dims_the_signal_depends_on() -> None:
+    ctrl = make(seed=0, space=SPACE6, explore_share=0.0, radius=0.1)  # focus_dims: 2
+    feed(ctrl, 6, signal6)
+    proposals = ctrl.propose([])
+    relevance = np.asarray(ctrl.diagnostics["relevance"])
+    assert relevance.shape == (6,)
+    others = [i for i in range(6) if i not in RELEVANT]
+    assert relevance[RELEVANT].min() > 3 * relevance[others].max()
+    assert ctrl.diagnostics["focus_dims"] == RELEVANT
+    assert ctrl.diagnostics["focus_params"] == ["p1", "p4"]
+    json.dumps(ctrl.diagnostics)  # journaled as is
+    for p in proposals:
+        low, high, u = np.asarray(p.low), np.asarray(p.high), np.asarray(p.point)
+        assert np.allclose(low[RELEVANT], np.clip(u[RELEVANT] - 0.1, 0, 1))
+        assert np.allclose(high[RELEVANT], np.clip(u[RELEVANT] + 0.1, 0, 1))
+        # Uniform coverage where the signal is flat.
+        assert np.all(low[others] == 0.0) and np.all(high[others] == 1.0)
+
+
+def test_focus_dims_null_or_too_large_keeps_boxes_narrow_in_every_dim() -> None:
+    batches = {}
+    for focus in (None, 2, 99):
+        ctrl = make(seed=4, space=SPACE6, focus_dims=focus)
+        feed(ctrl, 1, signal6)  # the initial design; the next propose fits the GP
+        batches[focus] = ctrl.propose([])
+        assert ctrl.diagnostics["relevance"] is not None
+    for p in batches[None]:
+        if not p.explore:
+            u = np.asarray(p.point)
+            assert np.allclose(p.low, np.clip(u - 0.25, 0, 1))
+            assert np.allclose(p.high, np.clip(u + 0.25, 0, 1))
+    assert batches[99] == batches[None]  # clamped to the space's dimension: all dims
+    # Focusing changes the boxes, not the points the GP chose.
+    assert [p.point for p in batches[2]] == [p.point for p in batches[None]]
+    assert batches[2] != batches[None]
 
 
 def test_spent_fidelities_are_not_proposed() -> None:
@@ -96,4 +146,7 @@ def test_restored_controller_proposes_what_the_uninterrupted_one_would() -> None
     state = json.loads(json.dumps(ctrl.state_dict()))  # as plain data, like a checkpoint
     restored = make(seed=99)
     restored.load_state_dict(state)
-    assert restored.propose([]) == ctrl.propose([])
+    assert restored.propose([]) == ctrl.propose([])  # points, fidelities and boxes
+    assert restored.diagnostics["relevance"] == ctrl.diagnostics["relevance"]
+    assert restored.diagnostics["focus_dims"] == ctrl.diagnostics["focus_dims"]
+    assert len(ctrl.diagnostics["focus_dims"]) == 2

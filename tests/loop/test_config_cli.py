@@ -50,6 +50,8 @@ BAD = [
     (["controller.q=0"], "controller.q"),
     (["controller.radius=0.7"], "controller.radius"),
     (["controller.explore_share=1.0"], "controller.explore_share"),
+    (["controller.focus_dims=0"], "controller.focus_dims"),
+    (["controller.focus_dims=two"], "controller.focus_dims"),
 ]
 
 
@@ -92,6 +94,15 @@ def test_default_reality_differs_enough_for_randomization_to_matter() -> None:
     changed = [k for k in physical if abs(params[k] - 1.0) >= 0.3]
     assert len(changed) >= 3
     assert params["latency_steps"] >= 1 and params["obs_noise_std"] > 0
+
+
+def test_focus_dims_takes_null_for_all_dims_and_any_count_above_zero() -> None:
+    cfg, _ = load_config(DEFAULT)
+    assert cfg.controller.focus_dims == 2
+    cfg, _ = load_config(DEFAULT, ["controller.focus_dims=null"])
+    assert cfg.controller.focus_dims is None
+    cfg, _ = load_config(DEFAULT, ["controller.focus_dims=50"])  # clamped when used
+    assert cfg.controller.focus_dims == 50
 
 
 def test_every_shipped_config_is_valid() -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from botorch.acquisition.acquisition import AcquisitionFunction
+from gpytorch.kernels import MaternKernel, ProductKernel, RBFKernel, ScaleKernel
 
 from loop.mfbo import (
     ACQUISITIONS,
@@ -15,6 +16,7 @@ from loop.mfbo import (
     MFBOSettings,
     MultiFidelityBO,
     fit_affine_cost,
+    kernel_relevance,
 )
 
 COSTS = (1.0, 10.0)  # the cheap fidelity costs a tenth of the target
@@ -161,3 +163,44 @@ def test_fit_affine_cost() -> None:
     assert fit_affine_cost([0.0, 1.0], [None, None], [0, 0]) == (1.0, 0.0)
     fixed, slope = fit_affine_cost([0.0, 0.5, 1.0], [0.0, 0.0, 9.0], [1, 1, 1])
     assert fixed > 0 and slope > 0  # costs stay strictly positive
+
+
+@pytest.mark.parametrize("drift", [True, False])
+def test_relevance_ranks_the_dims_the_objective_depends_on(drift: bool) -> None:
+    opt = MultiFidelityBO(
+        5, ["coarse", "fine"], seed=0, settings=MFBOSettings(**SMALL, drift=drift)
+    )
+    assert opt.relevance() is None  # no GP yet
+    x = np.random.default_rng(0).random((24, 5))
+    y = np.exp(-((x[:, 0] - 0.3) ** 2 + (x[:, 3] - 0.6) ** 2) / 0.1)
+    opt.observe(x[:12], [0] * 12, 0.9 * y[:12], [1.0] * 12)
+    opt.observe(x[12:], [1] * 12, y[12:], [10.0] * 12)
+    state = json.loads(json.dumps(opt.state_dict()))
+    opt.propose(1)
+    rel = opt.relevance()
+    assert rel.shape == (5,) and np.all(rel >= 0)  # theta dims only (no fidelity, time)
+    assert sorted(np.argsort(-rel)[:2]) == [0, 3]
+    assert rel[[0, 3]].min() > 3 * rel[[1, 2, 4]].max()
+    # Deterministic given the state: a restored optimizer's next fit reads the same.
+    restored = MultiFidelityBO(
+        5, ["coarse", "fine"], seed=9, settings=MFBOSettings(**SMALL, drift=drift)
+    )
+    restored.load_state_dict(state)
+    assert restored.relevance() is None
+    restored.propose(1)
+    np.testing.assert_array_equal(restored.relevance(), rel)
+
+
+def test_kernel_relevance_maps_length_scales_to_input_columns() -> None:
+    theta = ScaleKernel(RBFKernel(ard_num_dims=2, active_dims=[2, 0]))
+    theta.base_kernel.lengthscale = torch.tensor([[0.5, 4.0]])
+    time_kernel = MaternKernel(active_dims=[3])
+    time_kernel.lengthscale = 0.01  # a time column never counts
+    shared = RBFKernel(active_dims=[0, 1])  # one length scale for both columns
+    shared.lengthscale = 2.0
+    kernel = ProductKernel(ProductKernel(theta, time_kernel), shared)
+    rel = kernel_relevance(kernel, [0, 1, 2], num_inputs=5)
+    # Column 0: 1/4 from the ARD kernel and 1/2 from the shared one, combined as in a
+    # product of RBFs (inverse squared length scales add).
+    np.testing.assert_allclose(rel, [np.sqrt(1 / 16 + 1 / 4), 0.5, 2.0])
+    assert kernel_relevance(RBFKernel(ard_num_dims=5), [4], num_inputs=5).shape == (1,)
