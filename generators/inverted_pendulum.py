@@ -2,7 +2,12 @@
 
 Its nominal model reproduces Gymnasium's ``InvertedPendulum-v5`` (geometry, masses, joints,
 actuator, integrator) and so does its task (observation, action, reward, termination,
-1000-step truncation). Physical parameters are scale factors relative to that reference.
+1000-step truncation).
+
+Physical parameters are scale factors relative to that reference, except
+``slider_friction``: the reference has no dry friction, so it is an absolute force in N
+(nominal 0). ``deadzone`` (a fraction of the control range) acts on the action channel, like
+latency and observation noise.
 
 The spec modifiers in :data:`MODIFIERS` address elements by the names Gymnasium's XML uses
 (``cart``/``cpole`` geoms, ``slider``/``hinge`` joints, ``slide`` motor), so the same table
@@ -23,12 +28,14 @@ from generators.modifiers import (
     ScaleActuatorGear,
     ScaleGeomLength,
     ScaleGeomMass,
+    ScaleGravity,
     ScaleJointDamping,
+    SetJointFrictionLoss,
     SpecModifier,
     capsule_mass,
 )
 from generators.space import Param, ParamSpace
-from generators.task import LATENCY, OBS_NOISE, BatchState, Task
+from generators.task import DEADZONE, LATENCY, OBS_NOISE, BatchState, Task
 
 # Reference geometry of Gymnasium's inverted_pendulum.xml, SI units.
 CART_RADIUS, CART_HALF_LENGTH = 0.1, 0.1
@@ -58,12 +65,16 @@ SPACE = ParamSpace(
         Param("cart_mass", 0.5, 2.0, 1.0, scale="log"),
         Param("hinge_damping", 0.25, 4.0, 1.0, scale="log"),
         Param("slider_damping", 0.25, 4.0, 1.0, scale="log"),
+        Param("slider_friction", 0.0, 5.0, 0.0),  # absolute dry friction, N (max force 300 N)
         Param("actuator_gain", 0.5, 1.5, 1.0),
+        Param("gravity", 0.8, 1.2, 1.0),
         Param(LATENCY, 0.0, 3.0, 0.0, integer=True),
         Param(OBS_NOISE, 0.0, 0.05, 0.0),
+        Param(DEADZONE, 0.0, 0.1, 0.0),
     ]
 )
-"""Default parameter space; physical entries are scale factors (nominal 1.0)."""
+"""Default parameter space; physical entries are scale factors (nominal 1.0) except
+``slider_friction`` (N); ``deadzone`` is a fraction of the control range."""
 
 MODIFIERS: Mapping[str, SpecModifier] = {
     "pole_mass": ScaleGeomMass("cpole"),
@@ -71,9 +82,14 @@ MODIFIERS: Mapping[str, SpecModifier] = {
     "cart_mass": ScaleGeomMass("cart"),
     "hinge_damping": ScaleJointDamping("hinge"),
     "slider_damping": ScaleJointDamping("slider"),
+    "slider_friction": SetJointFrictionLoss(("slider",)),
     "actuator_gain": ScaleActuatorGear("slide"),
+    "gravity": ScaleGravity(),
 }
 """Model parameters of the family and the spec edits that apply them."""
+
+ABSOLUTE_PARAMS = ("slider_friction",)
+"""Model parameters in physical units rather than scale factors."""
 
 MASS_GEOMS = ("cart", "cpole")
 """Geoms whose mass the modifiers scale; a spec must give them explicit masses."""
@@ -86,8 +102,11 @@ MASS_GEOMS = ("cart", "cpole")
 FIDELITY_SETTINGS: Mapping[str, Fidelity] = {
     # Reference: RK4 at 0.02 s, two substeps per control step, MuJoCo's default solver budget.
     "fine": Fidelity(mujoco.mjtIntegrator.mjINT_RK4, 0.02, 100, 50),
-    # One semi-implicit Euler step per control step and a small solver budget.
-    "coarse": Fidelity(mujoco.mjtIntegrator.mjINT_EULER, CONTROL_DT, 10, 5),
+    # One semi-implicit Euler step per control step and a small solver budget. The slider's
+    # dry friction is an always-active constraint whose 0.04 s steps need up to ~20 line
+    # search iterations: with 5, Newton often stops at the unconstrained step and the friction
+    # overshoots (the cart chatters instead of sticking). The extra iterations cost ~nothing.
+    "coarse": Fidelity(mujoco.mjtIntegrator.mjINT_EULER, CONTROL_DT, 10, 20),
 }
 
 
@@ -220,7 +239,8 @@ TASK = InvertedPendulumTask()
 
 @register_family("inverted_pendulum")
 class InvertedPendulumFamily(SpecFamily):
-    """Cart-pole balancing with scaled masses, pole length, damping, gain, latency and noise.
+    """Cart-pole balancing with scaled masses, pole length, damping, gain and gravity, dry
+    slider friction, latency, observation noise and an actuator deadzone.
 
     Fidelities: ``fine`` is Gymnasium's reference integration (RK4, 0.02 s, 2 substeps);
     ``coarse`` is one Euler step of 0.04 s with a reduced solver budget.
@@ -232,8 +252,17 @@ class InvertedPendulumFamily(SpecFamily):
     task = TASK
     max_return = TASK.max_return
     max_episode_steps = MAX_EPISODE_STEPS
+    absolute_params = ABSOLUTE_PARAMS
 
-    numeric_params = ("pole_mass", "cart_mass", "hinge_damping", "slider_damping", "actuator_gain")
+    numeric_params = (
+        "pole_mass",
+        "cart_mass",
+        "hinge_damping",
+        "slider_damping",
+        "slider_friction",
+        "actuator_gain",
+        "gravity",
+    )
     modifiers = MODIFIERS
     fidelity_settings = FIDELITY_SETTINGS
     build_spec = staticmethod(build_spec)

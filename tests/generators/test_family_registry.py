@@ -24,6 +24,7 @@ class _Toy(Family):
     task = generators.get_family("inverted_pendulum").task
     max_return = 1.0
     max_episode_steps = 1
+    absolute_params = generators.get_family("inverted_pendulum").absolute_params
 
     def build_model(
         self, theta: Mapping[str, float] | None = None, fidelity: str = "fine"

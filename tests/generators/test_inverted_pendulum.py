@@ -17,8 +17,21 @@ PHYSICAL = [
     "cart_mass",
     "hinge_damping",
     "slider_damping",
+    "slider_friction",
     "actuator_gain",
+    "gravity",
 ]
+MODEL_FIELDS = (
+    "body_mass",
+    "body_inertia",
+    "body_ipos",
+    "geom_size",
+    "jnt_range",
+    "dof_damping",
+    "dof_frictionloss",
+    "actuator_gear",
+    "actuator_ctrlrange",
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +43,7 @@ def gym_env() -> Iterator[gym.Env]:
 
 def test_space_matches_the_architecture(family: Family) -> None:
     space = family.space
-    assert space.names == [*PHYSICAL, "latency_steps", "obs_noise_std"]
+    assert space.names == [*PHYSICAL, "latency_steps", "obs_noise_std", "deadzone"]
     expected = {
         "pole_mass": (0.5, 2.0, "log"),
         "pole_length": (0.6, 1.6, "log"),
@@ -38,13 +51,24 @@ def test_space_matches_the_architecture(family: Family) -> None:
         "hinge_damping": (0.25, 4.0, "log"),
         "slider_damping": (0.25, 4.0, "log"),
         "actuator_gain": (0.5, 1.5, "linear"),
+        "gravity": (0.8, 1.2, "linear"),
     }
     for name, (low, high, scale) in expected.items():
         p = space[name]
         assert (p.low, p.high, p.nominal, p.scale, p.integer) == (low, high, 1.0, scale, False)
+    friction = space["slider_friction"]  # absolute, N: the reference has no dry friction
+    assert (friction.low, friction.high, friction.nominal, friction.scale) == (
+        0.0,
+        5.0,
+        0.0,
+        "linear",
+    )
     lat, noise = space["latency_steps"], space["obs_noise_std"]
     assert (lat.low, lat.high, lat.nominal, lat.integer) == (0.0, 3.0, 0.0, True)
     assert (noise.low, noise.high, noise.nominal, noise.scale) == (0.0, 0.05, 0.0, "linear")
+    dead = space["deadzone"]  # fraction of the control range
+    assert (dead.low, dead.high, dead.nominal, dead.scale) == (0.0, 0.1, 0.0, "linear")
+    family.check_space(space)
 
 
 def test_family_attributes(family: Family) -> None:
@@ -54,21 +78,14 @@ def test_family_attributes(family: Family) -> None:
     assert family.max_return == 1000.0
     assert family.max_episode_steps == 1000
     assert family.model_params == tuple(PHYSICAL)
+    assert family.absolute_params == ("slider_friction",)
+    assert set(family.numeric_params) == set(PHYSICAL) - {"pole_length"}
 
 
 def test_nominal_model_matches_gymnasium(family: Family, gym_env: gym.Env) -> None:
     ours, theirs = family.build_model(), gym_env.unwrapped.model
     np.testing.assert_allclose(ours.body_mass, theirs.body_mass, rtol=0.01)
-    for field in (
-        "body_mass",
-        "body_inertia",
-        "body_ipos",
-        "geom_size",
-        "jnt_range",
-        "dof_damping",
-        "actuator_gear",
-        "actuator_ctrlrange",
-    ):
+    for field in MODEL_FIELDS:
         np.testing.assert_allclose(getattr(ours, field), getattr(theirs, field), atol=1e-9)
     assert ours.opt.integrator == theirs.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
     assert ours.opt.timestep == theirs.opt.timestep == 0.02
@@ -166,10 +183,25 @@ def _slider_damping(nominal: mujoco.MjModel, scaled: mujoco.MjModel, s: float) -
     assert scaled.dof_damping[hinge] == nominal.dof_damping[hinge]
 
 
+@_effect("slider_friction")
+def _slider_friction(nominal: mujoco.MjModel, scaled: mujoco.MjModel, s: float) -> None:
+    hinge, slider = nominal.joint("hinge").dofadr[0], nominal.joint("slider").dofadr[0]
+    np.testing.assert_array_equal(nominal.dof_frictionloss, 0.0)  # absolute, N
+    assert scaled.dof_frictionloss[slider] == pytest.approx(s)
+    assert scaled.dof_frictionloss[hinge] == 0.0
+    np.testing.assert_array_equal(scaled.dof_damping, nominal.dof_damping)
+
+
 @_effect("actuator_gain")
 def _actuator_gain(nominal: mujoco.MjModel, scaled: mujoco.MjModel, s: float) -> None:
     assert scaled.actuator_gear[0, 0] == pytest.approx(s * nominal.actuator_gear[0, 0])
     np.testing.assert_array_equal(scaled.actuator_ctrlrange, nominal.actuator_ctrlrange)
+
+
+@_effect("gravity")
+def _gravity(nominal: mujoco.MjModel, scaled: mujoco.MjModel, s: float) -> None:
+    np.testing.assert_allclose(scaled.opt.gravity, s * nominal.opt.gravity)
+    np.testing.assert_array_equal(scaled.body_mass, nominal.body_mass)
 
 
 def test_every_model_parameter_has_an_effect_check() -> None:
@@ -192,9 +224,29 @@ def test_parameter_changes_model_and_dynamics(family: Family, name: str, fidelit
 
 def test_channel_parameters_leave_the_model_alone(family: Family) -> None:
     nominal = family.build_model()
-    other = family.build_model({"latency_steps": 3, "obs_noise_std": 0.05})
-    for field in ("body_mass", "body_inertia", "geom_size", "dof_damping", "actuator_gear"):
+    other = family.build_model({"latency_steps": 3, "obs_noise_std": 0.05, "deadzone": 0.1})
+    for field in MODEL_FIELDS:
         np.testing.assert_array_equal(getattr(nominal, field), getattr(other, field))
+    np.testing.assert_array_equal(nominal.opt.gravity, other.opt.gravity)
+
+
+def test_deadzone_silences_small_controls(family: Family, rollout: Callable[..., dict]) -> None:
+    small, rest = [np.array([0.2])] * 5, [np.zeros(1)] * 5  # 0.2 = 6.7% of the range 3
+    dead = rollout(family.make_env({"deadzone": 0.1}), small, steps=5)  # below 0.3: nothing
+    idle = rollout(family.make_env(), rest, steps=5)
+    live = rollout(family.make_env({"deadzone": 0.05}), small, steps=5)  # above 0.15: acts
+    np.testing.assert_array_equal(np.array(dead["obs"]), np.array(idle["obs"]))
+    np.testing.assert_array_equal(
+        np.array(live["obs"]), np.array(rollout(family.make_env(), small, steps=5)["obs"])
+    )
+    assert not np.allclose(np.array(live["obs"]), np.array(idle["obs"]))
+    # The vectorized env applies the same deadzone.
+    venv = family.make_vector_env(2, "fine")
+    venv.reset(seed=0, options={"theta": {"deadzone": 0.1}})
+    moved = venv.step(np.full((2, 1), 0.2))[0]
+    venv.reset(seed=0, options={"theta": {"deadzone": 0.1}})
+    still = venv.step(np.zeros((2, 1)))[0]
+    np.testing.assert_array_equal(moved, still)
 
 
 def test_fidelities(family: Family) -> None:
@@ -211,6 +263,35 @@ def test_fidelities(family: Family) -> None:
     assert 0 < np.abs(a - b).max() < 0.1
 
 
+@pytest.mark.parametrize("fidelity", ["fine", "coarse"])
+def test_solver_budget_resolves_dry_friction(family: Family, fidelity: str) -> None:
+    """Friction is always active: each fidelity's budget must still converge on it.
+
+    With a 5-iteration line search, coarse steps near rest stopped at the unconstrained
+    step (full friction force, velocity overshoot) instead of sticking.
+    """
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        theta = family.space.from_unit(rng.uniform(size=family.space.dim))
+        theta["slider_friction"] = family.space["slider_friction"].high
+        model = family.build_model(theta, fidelity)
+        converged = family.build_model(theta, fidelity)
+        converged.opt.iterations = converged.opt.ls_iterations = 500
+        start = rng.uniform(-0.01, 0.01, size=4)
+        actions = np.clip(rng.normal(0.0, 0.3, size=(50, 1)), -3.0, 3.0)
+        substeps = family.task.n_substeps(model)
+        states = []
+        for m in (model, converged):
+            data = mujoco.MjData(m)
+            data.qpos[:], data.qvel[:] = start[:2], start[2:]
+            mujoco.mj_forward(m, data)
+            for a in actions:
+                data.ctrl[:] = a
+                mujoco.mj_step(m, data, nstep=substeps)
+            states.append(np.concatenate([data.qpos, data.qvel]))
+        np.testing.assert_allclose(states[0], states[1], rtol=0, atol=1e-6)
+
+
 def test_build_model_validation(family: Family) -> None:
     with pytest.raises(ValueError, match=r"cannot simulate fidelity 'surrogate'.*surrogates/"):
         family.build_model(fidelity="surrogate")
@@ -224,6 +305,16 @@ def test_build_model_validation(family: Family) -> None:
         family.build_model({"latency_steps": 1.5})
     with pytest.raises(ValueError, match="obs_noise_std: must be finite and >= 0"):
         family.build_model({"obs_noise_std": -0.1})
+    with pytest.raises(ValueError, match="slider_friction: value must be finite and >= 0"):
+        family.build_model({"slider_friction": -0.1})
+    with pytest.raises(ValueError, match="gravity: scale factor must be finite and > 0"):
+        family.build_model({"gravity": 0.0})
+    with pytest.raises(ValueError, match="deadzone: must be in"):
+        family.build_model({"deadzone": 1.0})
+    with pytest.raises(ValueError, match=r"deadzone\.high: must be < 1"):
+        family.check_space(family.space.with_overrides({"deadzone": {"high": 1.0}}))
+    with pytest.raises(ValueError, match=r"slider_friction\.low: must be >= 0"):
+        family.check_space(family.space.with_overrides({"slider_friction": {"low": -1.0}}))
 
 
 def test_values_outside_the_default_space_are_allowed(family: Family) -> None:

@@ -81,13 +81,25 @@ def test_in_place_numeric_params_equal_compiling(name: str) -> None:
 
 def test_base_model_differs_only_by_numeric_params() -> None:
     family = generators.get_family("inverted_pendulum")
-    theta = {"pole_mass": 1.7, "actuator_gain": 0.6, "pole_length": 1.3}
+    theta = {
+        "pole_mass": 1.7,
+        "actuator_gain": 0.6,
+        "pole_length": 1.3,
+        "slider_friction": 4.0,
+        "gravity": 1.15,
+    }
     base = family.build_base_model(theta)
     assert_models_equal(base, family.build_model({"pole_length": 1.3}))
+    family.apply_numeric(base, theta)
+    assert_models_equal(base, family.build_model(theta))
+    assert base.dof_frictionloss[base.joint("slider").dofadr[0]] == 4.0
+    np.testing.assert_allclose(base.opt.gravity, [0.0, 0.0, -9.81 * 1.15])
     with pytest.raises(ValueError, match="scale factor"):
         family.build_base_model({"pole_mass": -1.0})
     with pytest.raises(ValueError, match="scale factor"):
         family.apply_numeric(base, {"actuator_gain": 0.0})
+    with pytest.raises(ValueError, match="slider_friction: value must be finite and >= 0"):
+        family.apply_numeric(base, {"slider_friction": -1.0})
 
 
 @pytest.mark.parametrize("name", NAMES)

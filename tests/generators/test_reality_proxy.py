@@ -24,8 +24,23 @@ PHYSICAL = [
     "cart_mass",
     "hinge_damping",
     "slider_damping",
+    "slider_friction",
     "actuator_gain",
+    "gravity",
 ]
+MODEL_FIELDS = (
+    "body_mass",
+    "body_inertia",
+    "geom_size",
+    "dof_damping",
+    "dof_frictionloss",
+    "actuator_gear",
+    "opt.gravity",
+)
+
+
+def _field(model: mujoco.MjModel, name: str) -> np.ndarray:
+    return np.asarray(model.opt.gravity if name == "opt.gravity" else getattr(model, name))
 
 
 def test_registry(proxy: RealityProxy) -> None:
@@ -46,10 +61,10 @@ def test_loads_gymnasiums_own_file(proxy: RealityProxy) -> None:
 def test_nominal_proxy_is_gymnasiums_model(proxy: RealityProxy, family: Family) -> None:
     reference = mujoco.MjModel.from_xml_path(str(proxy.xml_path))
     model = proxy.build_model()
-    for field in ("body_mass", "body_inertia", "geom_size", "dof_damping", "actuator_gear"):
-        np.testing.assert_allclose(getattr(model, field), getattr(reference, field), rtol=1e-12)
+    for field in MODEL_FIELDS:
+        np.testing.assert_allclose(_field(model, field), _field(reference, field), rtol=1e-12)
         np.testing.assert_allclose(
-            getattr(model, field), getattr(family.build_model(), field), rtol=1e-9
+            _field(model, field), _field(family.build_model(), field), rtol=1e-9
         )
 
 
@@ -57,14 +72,23 @@ def test_nominal_proxy_is_gymnasiums_model(proxy: RealityProxy, family: Family) 
 def test_params_mean_the_same_as_in_the_family(
     proxy: RealityProxy, family: Family, name: str
 ) -> None:
-    value = 1.7
+    value = 1.7  # a scale factor, or N for slider_friction
     nominal, scaled = proxy.build_model(), proxy.build_model({name: value})
     ours = family.build_model({name: value})
     changed = False
-    for field in ("body_mass", "body_inertia", "geom_size", "dof_damping", "actuator_gear"):
-        np.testing.assert_allclose(getattr(scaled, field), getattr(ours, field), rtol=1e-9)
-        changed |= not np.allclose(getattr(scaled, field), getattr(nominal, field))
+    for field in MODEL_FIELDS:
+        np.testing.assert_allclose(_field(scaled, field), _field(ours, field), rtol=1e-9)
+        changed |= not np.allclose(_field(scaled, field), _field(nominal, field))
     assert changed, f"{name} does not change the proxy's model"
+
+
+def test_proxy_accepts_the_familys_whole_space(proxy: RealityProxy, family: Family) -> None:
+    assert set(proxy.param_names) == set(family.space.names)
+    assert proxy.build_model({"slider_friction": 2.0}).dof_frictionloss[0] == 2.0
+    np.testing.assert_allclose(proxy.build_model({"gravity": 1.1}).opt.gravity, [0, 0, -10.791])
+    assert proxy.make_env({"deadzone": 0.1})._proxy_effects.deadzone == 0.1
+    with pytest.raises(ValueError, match="deadzone: given as a parameter"):
+        proxy.make_env({"deadzone": 0.1}, deadzone=0.2)
 
 
 def test_channel_params(proxy: RealityProxy, rollout: Rollout) -> None:
@@ -100,8 +124,12 @@ def test_deadzone(proxy: RealityProxy, rollout: Rollout) -> None:
 def test_param_validation(proxy: RealityProxy) -> None:
     with pytest.raises(ValueError, match="unknown parameter 'pole_colour' \\(known: pole_mass"):
         proxy.make_env({"pole_colour": 2.0})
-    with pytest.raises(ValueError, match="unknown parameter 'gravity'"):
-        proxy.build_model({"gravity": 2.0})
+    with pytest.raises(ValueError, match="unknown parameter 'wind'"):
+        proxy.build_model({"wind": 2.0})
+    with pytest.raises(ValueError, match="slider_friction: value must be finite and >= 0"):
+        proxy.build_model({"slider_friction": -1.0})
+    with pytest.raises(ValueError, match="gravity: scale factor must be finite and > 0"):
+        proxy.build_model({"gravity": 0.0})
     with pytest.raises(ValueError, match="cart_mass: scale factor must be finite and > 0"):
         proxy.build_model({"cart_mass": 0.0})
     with pytest.raises(ValueError, match="latency_steps: must be a whole number"):

@@ -108,7 +108,7 @@ def test_mixture_validation(space: ParamSpace) -> None:
 
 def test_sample_checks_dimension(space: ParamSpace) -> None:
     dist = TaskDistribution([(1.0, [0.5, 0.5], [0.5, 0.5])])
-    with pytest.raises(ValueError, match="2 dims, parameter space has 8"):
+    with pytest.raises(ValueError, match=f"2 dims, parameter space has {space.dim} "):
         dist.sample(space, np.random.default_rng(0))
 
 
