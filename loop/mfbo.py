@@ -881,11 +881,15 @@ class MultiFidelityBO:
         """
         if not 1 <= len(dims) <= 2:
             raise ValueError("posterior_slice takes one or two dims")
-        if self.model is None:
+        model = self.model
+        if model is None:
             if self.num_observations < 2:
                 raise ValueError("no GP yet: needs at least 2 observations")
+            # A temporary fit: a picture must not change the warm start the next propose uses.
+            saved = self.hyperparameters
             with self._torch_env(self.seed):
-                self.model, _, _ = self._fit()
+                model, _, _ = self._fit()
+            self.hyperparameters = saved
         axis = np.linspace(0.0, 1.0, n)
         grids = np.meshgrid(*([axis] * len(dims)), indexing="ij")
         pts = np.tile(
@@ -899,7 +903,7 @@ class MultiFidelityBO:
         for col, v in self._target().items():
             X[:, col] = v
         with torch.no_grad():
-            post = self.model.posterior(X)
+            post = model.posterior(X)
             mean = post.mean.squeeze(-1).numpy()
             std = post.variance.clamp_min(0).sqrt().squeeze(-1).numpy()
         shape = (n, n) if len(dims) == 2 else (1, n)

@@ -146,6 +146,20 @@ def test_restored_optimizer_proposes_what_the_uninterrupted_one_would() -> None:
         np.testing.assert_array_equal(xa, xc)
 
 
+def test_posterior_picture_of_a_restored_optimizer_leaves_its_next_proposal_alone() -> None:
+    a = _make(seed=3)
+    _run(a, rounds=2)
+    state = json.loads(json.dumps(a.state_dict()))
+    b = _make(seed=3)
+    b.load_state_dict(state)
+    mean, std = b.posterior_slice([0, 1], n=5)  # no GP yet after a restore: a temporary fit
+    assert mean.shape == std.shape == (5, 5) and np.isfinite(mean).all()
+    assert b.state_dict() == state
+    for (xa, ka), (xb, kb) in zip(a.propose(4), b.propose(4), strict=True):
+        assert ka == kb
+        np.testing.assert_array_equal(xa, xb)
+
+
 def test_feasibility_model_weights_proposals() -> None:
     opt = _make(seed=1)
     rng = np.random.default_rng(0)
