@@ -192,14 +192,14 @@ class CartpoleSwingupTask(Task):
     max_return = float(MAX_EPISODE_STEPS)
     max_abs_velocity = 500.0  # m/s or rad/s; a sound swing-up stays far below
 
-    def initialize_episode(
-        self, model: mujoco.MjModel, data: mujoco.MjData, rng: np.random.Generator
-    ) -> None:
+    def initial_state(
+        self, model: mujoco.MjModel, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Cart at ``0.01 N(0,1)``, pole down at ``pi + 0.01 N(0,1)``, velocities ``0.01 N``."""
-        data.qpos[SLIDER] = 0.01 * rng.standard_normal()
-        data.qpos[HINGE] = math.pi + 0.01 * rng.standard_normal()
-        data.qvel[:] = 0.01 * rng.standard_normal(model.nv)
-        mujoco.mj_forward(model, data)
+        qpos = model.qpos0.copy()
+        qpos[SLIDER] = 0.01 * rng.standard_normal()
+        qpos[HINGE] = math.pi + 0.01 * rng.standard_normal()
+        return qpos, 0.01 * rng.standard_normal(model.nv)
 
     def observation(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
         """Return ``[x, cos(angle), sin(angle), x_dot, angle_dot]``, shape ``(5,)``.

@@ -334,13 +334,12 @@ class HopperTask(Task):
     max_return = MAX_RETURN
     max_abs_velocity = 1000.0  # m/s or rad/s; v5 already terminates beyond 100
 
-    def initialize_episode(
-        self, model: mujoco.MjModel, data: mujoco.MjData, rng: np.random.Generator
-    ) -> None:
-        """Set the reference pose and zero velocity, each perturbed by U(-5e-3, 5e-3)."""
-        data.qpos[:] = model.qpos0 + rng.uniform(-RESET_NOISE, RESET_NOISE, size=model.nq)
-        data.qvel[:] = rng.uniform(-RESET_NOISE, RESET_NOISE, size=model.nv)
-        mujoco.mj_forward(model, data)
+    def initial_state(
+        self, model: mujoco.MjModel, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The reference pose and zero velocity, each perturbed by U(-5e-3, 5e-3)."""
+        qpos = model.qpos0 + rng.uniform(-RESET_NOISE, RESET_NOISE, size=model.nq)
+        return qpos, rng.uniform(-RESET_NOISE, RESET_NOISE, size=model.nv)
 
     def observation(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
         """Return ``concat(qpos[1:], clip(qvel, -10, 10))``, shape ``(11,)``."""

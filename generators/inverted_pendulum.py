@@ -197,13 +197,12 @@ class InvertedPendulumTask(Task):
     max_return = float(MAX_EPISODE_STEPS)
     max_abs_velocity = 100.0  # m/s or rad/s; a sound cart-pole stays far below
 
-    def initialize_episode(
-        self, model: mujoco.MjModel, data: mujoco.MjData, rng: np.random.Generator
-    ) -> None:
-        """Set the reference pose and zero velocity, each perturbed by U(-0.01, 0.01)."""
-        data.qpos[:] = model.qpos0 + rng.uniform(-RESET_NOISE, RESET_NOISE, size=model.nq)
-        data.qvel[:] = rng.uniform(-RESET_NOISE, RESET_NOISE, size=model.nv)
-        mujoco.mj_forward(model, data)
+    def initial_state(
+        self, model: mujoco.MjModel, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The reference pose and zero velocity, each perturbed by U(-0.01, 0.01)."""
+        qpos = model.qpos0 + rng.uniform(-RESET_NOISE, RESET_NOISE, size=model.nq)
+        return qpos, rng.uniform(-RESET_NOISE, RESET_NOISE, size=model.nv)
 
     def observation(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
         """Return ``concat(qpos, qvel)``, shape ``(4,)``."""

@@ -203,9 +203,9 @@ class ReacherTask(Task):
     max_return = 0.0  # distance and control cost are >= 0: a return can at best reach 0
     max_abs_velocity = 1000.0  # rad/s; full torque for a whole episode stays below ~250
 
-    def initialize_episode(
-        self, model: mujoco.MjModel, data: mujoco.MjData, rng: np.random.Generator
-    ) -> None:
+    def initial_state(
+        self, model: mujoco.MjModel, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Draw the arm pose and velocity and the goal exactly as ``ReacherEnv.reset_model``."""
         qpos = model.qpos0 + rng.uniform(-ARM_RESET_NOISE, ARM_RESET_NOISE, size=model.nq)
         while True:
@@ -215,9 +215,7 @@ class ReacherTask(Task):
         qpos[-2:] = goal
         qvel = rng.uniform(-VEL_RESET_NOISE, VEL_RESET_NOISE, size=model.nv)
         qvel[-2:] = 0.0
-        data.qpos[:] = qpos
-        data.qvel[:] = qvel
-        mujoco.mj_forward(model, data)
+        return qpos, qvel
 
     def observation(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
         """Return the 10-dim v5 observation of the current state."""

@@ -136,10 +136,23 @@ class Task(ABC):
     max_abs_velocity: float = 1e4
 
     @abstractmethod
+    def initial_state(
+        self, model: mujoco.MjModel, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Draw a new episode's ``qpos`` ``(nq,)`` and ``qvel`` ``(nv,)`` from ``rng``.
+
+        The rest of the state is what ``mj_resetData`` leaves. Envs that keep states as
+        arrays (the batched env) write these rows directly, without an ``MjData``.
+        """
+
     def initialize_episode(
         self, model: mujoco.MjModel, data: mujoco.MjData, rng: np.random.Generator
     ) -> None:
-        """Set the initial state of a freshly reset ``data`` (then ``mj_forward`` it)."""
+        """Set :meth:`initial_state` on a freshly reset ``data`` and ``mj_forward`` it."""
+        qpos, qvel = self.initial_state(model, rng)
+        data.qpos[:] = qpos
+        data.qvel[:] = qvel
+        mujoco.mj_forward(model, data)
 
     @abstractmethod
     def observation(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:

@@ -520,10 +520,16 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                 if self._const is None:
                     self._const = np.zeros((self.num_envs, draw.constants.size))
                 self._const[i] = draw.constants
-            model, data = draw.model, self._data(i)
-            mujoco.mj_resetData(model, data)
-            self.task.initialize_episode(model, data, rng)
-            mujoco.mj_getState(model, data, self._state[i], _FULLPHYSICS)
+            if self._live_data:  # per-env task methods read this sub-env's MjData
+                model, data = draw.model, self._data(i)
+                mujoco.mj_resetData(model, data)
+                self.task.initialize_episode(model, data, rng)
+                mujoco.mj_getState(model, data, self._state[i], _FULLPHYSICS)
+            else:  # the state row alone: the reset state with the task's qpos and qvel
+                qpos, qvel = self.task.initial_state(draw.model, rng)
+                self._state[i] = draw.reset_state
+                self._state[i, self._slices["qpos"]] = qpos
+                self._state[i, self._slices["qvel"]] = qvel
             draws.append(draw)
         # Per-episode bookkeeping, one array write per field.
         effects = [d.effects for d in draws]
@@ -569,6 +575,10 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             model, key = self._source.private(i, theta, dist.fidelity)
         constants = self.task.batch_constants(model)
         row = np.array([theta[name] for name in self._names])
+        scratch = self._scratch_data(key, model)
+        mujoco.mj_resetData(model, scratch)
+        reset_state = np.empty(mujoco.mj_stateSize(model, _FULLPHYSICS))
+        mujoco.mj_getState(model, scratch, reset_state, _FULLPHYSICS)
         draw = _Draw(
             theta=row,
             unit=self.space.to_unit_array(np.array([[theta[n] for n in self.space.names]]))[0],
@@ -577,6 +587,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             model=model,
             key=key,
             constants=None if constants is None else np.asarray(constants, dtype=np.float64),
+            reset_state=reset_state,
         )
         if point:
             self._points[id(dist)] = draw
@@ -624,9 +635,13 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             if data is None:
                 data = self._datas[i] = mujoco.MjData(self._models[i])
             return data
-        data = self._scratch.get(self._keys[i])
+        return self._scratch_data(self._keys[i], self._models[i])
+
+    def _scratch_data(self, key: tuple[int, ...], model: mujoco.MjModel) -> mujoco.MjData:
+        """A shared scratch ``MjData`` for models of layout ``key``."""
+        data = self._scratch.get(key)
         if data is None:
-            data = self._scratch[self._keys[i]] = mujoco.MjData(self._models[i])
+            data = self._scratch[key] = mujoco.MjData(model)
         return data
 
     def _grow_history(self, size: int) -> None:
@@ -900,6 +915,7 @@ class _Draw:
     model: mujoco.MjModel
     key: tuple[int, ...]
     constants: np.ndarray | None  # the task's batch constants for `model`
+    reset_state: np.ndarray  # `model`'s full physics state after mj_resetData
 
 
 class SubEnv:
