@@ -8,7 +8,7 @@ import os
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,10 +135,22 @@ def make_scheduler(cfg: Config) -> Scheduler:
     return Scheduler(budgets, target)
 
 
-def _diagnostic_scalars(diagnostics: dict[str, Any]) -> dict[str, float | None]:
-    """Journal scalars of a model-based controller's last propose (empty for baselines)."""
+def _diagnostic_scalars(
+    diagnostics: dict[str, Any], names: Sequence[str]
+) -> dict[str, float | None]:
+    """Journal scalars of a model-based controller's last propose (empty for baselines).
+
+    ``names`` are the space's parameters: the GP's relevance of each one (once there is a
+    GP) becomes ``controller/relevance/<name>``, so W&B plots what the boxes focus on.
+    """
     if not diagnostics:
         return {}
+    relevance = diagnostics.get("relevance") or []
+    per_param = (
+        {f"controller/relevance/{n}": float(v) for n, v in zip(names, relevance, strict=True)}
+        if len(relevance) == len(names)
+        else {}
+    )
 
     def mean(key: str) -> float | None:
         values = [v for v in diagnostics.get(key) or [] if v is not None]
@@ -150,6 +162,7 @@ def _diagnostic_scalars(diagnostics: dict[str, Any]) -> dict[str, float | None]:
         "controller/info_gain_per_cost_mean": mean("info_gain_per_cost"),
         "controller/fallback_slots": len(diagnostics.get("fallback_slots") or []),
         "controller/n_obs": diagnostics.get("n_obs"),
+        **per_param,
     }
 
 
@@ -461,7 +474,7 @@ class Loop:
                 "controller/target_share": float(
                     np.mean([p.fidelity == scheduler.target for p in proposals if not p.explore])
                 ),
-                **_diagnostic_scalars(diagnostics),
+                **_diagnostic_scalars(diagnostics, self.space.names),
                 **{f"train/{f}_env_steps": n for f, n in by_fidelity.items()},
                 "budget/fine_env_steps": state.env_steps["fine"],
                 "budget/coarse_env_steps": state.env_steps["coarse"],

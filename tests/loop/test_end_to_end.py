@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import generators
 from loop.checkpoint import Checkpoints, load_state
 
 pytestmark = pytest.mark.slow
@@ -249,6 +250,12 @@ def test_bo_mixes_fidelities_shows_its_model_and_stops_on_the_fine_budget(tmp_pa
     for r in modeled:
         assert r["controller/n_obs"] > 0 and r["controller/fit_s"] > 0
         assert r["controller/acq_value_mean"] is not None
+        # What the boxes focus on: the GP's relevance of every parameter, as scalars.
+        names = [k.removeprefix("controller/relevance/") for k in r if "/relevance/" in k]
+        assert names == generators.get_family("inverted_pendulum").space.names
+        assert all(r[f"controller/relevance/{n}"] >= 0 for n in names)
+        focus = set(r["controller/diagnostics"]["focus_params"])
+        assert len(focus) == 2 and focus <= set(names)
         points = [p for p in r["proposals"] if not p["explore"]]
         assert len(points) == 4 and all(p["point"] is not None for p in points)
     assert sum(r["train/coarse_env_steps"] + r["train/fine_env_steps"] for r in records[:1]) > 0
