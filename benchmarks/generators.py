@@ -11,11 +11,19 @@ Metrics (``env steps / s`` each):
   each sub-env's model is rewritten in place) or the nominal model (``thetas=nominal``).
 - ``reference_env_steps_per_s`` (family): the reference Gymnasium env, one env stepped at a
   time (families without one are skipped).
-- ``physics_limit_env_steps_per_s`` (family, fidelity): raw ``mujoco.mj_step`` calls per
-  second on the same compiled model, times the rollout threads, over substeps per step.
-- ``rollout_env_steps_per_s`` (family, fidelity, batch): the bare ``mujoco.rollout`` call the
-  vector env makes per step (nominal model, one control step per call, no env work around
-  it): the ceiling of the batched C path, to read the vector env's share of the limit by.
+- ``physics_limit_env_steps_per_s`` (family, fidelity, workload): raw ``mujoco.mj_step``
+  calls per second on the same compiled model, times the rollout threads, over substeps per
+  step. ``workload=random_actions`` steps the vector env's own workload (the nominal model,
+  a uniform random action per control step, a reset where the task ends the episode) and
+  times the ``mj_step`` calls alone: the limit the vector env's share is read against.
+  ``workload=at_rest`` steps the model from its initial state with zero control and no
+  resets (the issue's first definition; where the model settles against a joint limit or
+  the ground, that engages constraints random-action episodes rarely reach, and the other
+  way round).
+- ``rollout_env_steps_per_s`` (family, fidelity, batch, workload): the bare ``mujoco.rollout``
+  call the vector env makes per step (nominal model, one control step per call, no env work
+  around it) from the random-action workload's states and controls, or at rest: the ceiling
+  of the batched C path.
 - ``rllib_sample_steps_per_s`` (family, mode, policy): one RLlib EnvRunner sampling with the
   batched env (``batched``) or RLlib's ``SyncVectorEnv`` (``default``), same sub-env count,
   random actions or the (untrained) PPO module's.
@@ -33,6 +41,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import generators
 from generators import Family, TaskDistribution
-from generators.vector import BatchedVectorEnv, default_nthread
+from generators.vector import BatchedVectorEnv, default_nthread, rollout_chunk
 
 REFERENCE_ENVS = {
     "inverted_pendulum": "InvertedPendulum-v5",
@@ -57,6 +66,7 @@ REFERENCE_ENVS = {
 """Gymnasium env each family reproduces, where one exists."""
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "generators.json"
+_FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
 
 def _rate(step: Callable[[], int], seconds: float, warmup: int = 3) -> float:
@@ -123,41 +133,123 @@ def reference_env_rate(env_id: str, seconds: float) -> float:
     return rate
 
 
-def physics_limit_rate(family: Family, fidelity: str, nthread: int, seconds: float) -> float:
-    """``mj_step`` calls per second on the nominal model x threads / substeps per env step."""
+def random_workload(
+    family: Family, fidelity: str, control_steps: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The vector env benchmark's physics, recorded one ``mj_step`` at a time: the nominal
+    model, a uniform random action held over each control step's substeps, a new episode
+    where the task ends one (as the env resets).
+
+    Returns:
+        The full physics state before each control step ``(control_steps, nstate)`` and
+        the controls ``(control_steps, nu)``.
+    """
     model = family.build_model(None, fidelity)
     data = mujoco.MjData(model)
-    family.task.initialize_episode(model, data, np.random.default_rng(0))
-    chunk = 1000
-
-    def step() -> int:
-        for _ in range(chunk):
+    task = family.task
+    rng = np.random.default_rng(seed)
+    low, high = task.action_space.low, task.action_space.high
+    controls = rng.uniform(low, high, size=(control_steps, model.nu))
+    nsub = task.n_substeps(model)
+    states = np.empty((control_steps, mujoco.mj_stateSize(model, _FULLPHYSICS)))
+    steps = 0
+    mujoco.mj_resetData(model, data)
+    task.initialize_episode(model, data, rng)
+    for k in range(control_steps):
+        mujoco.mj_getState(model, data, states[k], _FULLPHYSICS)
+        data.ctrl[:] = controls[k]
+        for _ in range(nsub):
             mujoco.mj_step(model, data)
-        if not np.isfinite(data.qpos).all():
+        steps += 1
+        if steps >= task.max_episode_steps or task.terminated(model, data):
             mujoco.mj_resetData(model, data)
-        return chunk
+            task.initialize_episode(model, data, rng)
+            steps = 0
+    return states, controls
 
-    calls_per_s = _rate(step, seconds, warmup=1)
-    return calls_per_s * nthread / family.task.n_substeps(model)
 
+def physics_limit_rate(
+    family: Family, fidelity: str, nthread: int, seconds: float, workload: Any = None
+) -> float:
+    """``mj_step`` calls per second on the nominal model x threads / substeps per env step.
 
-def rollout_rate(family: Family, fidelity: str, batch: int, nthread: int, seconds: float) -> float:
-    """Env steps per second of bare ``Rollout.rollout`` calls over ``batch`` nominal models."""
+    With ``workload`` (from :func:`random_workload`) the model replays its control steps,
+    each from its recorded state, and only the ``mj_step`` calls are timed (timer cost
+    subtracted); without, the model steps from rest with zero control.
+    """
     model = family.build_model(None, fidelity)
     data = mujoco.MjData(model)
-    family.task.initialize_episode(model, data, np.random.default_rng(0))
-    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
     nsub = family.task.n_substeps(model)
-    state = np.empty((batch, mujoco.mj_stateSize(model, spec)))
-    mujoco.mj_getState(model, data, state[0], spec)
-    state[1:] = state[0]
-    control = np.zeros((batch, nsub, model.nu))
-    out = np.empty((batch, nsub, state.shape[1]))
+    if workload is None:
+        family.task.initialize_episode(model, data, np.random.default_rng(0))
+        chunk = 1000
+
+        def step() -> int:
+            for _ in range(chunk):
+                mujoco.mj_step(model, data)
+            if not np.isfinite(data.qpos).all():
+                mujoco.mj_resetData(model, data)
+            return chunk
+
+        return _rate(step, seconds, warmup=1) * nthread / nsub
+    states, controls = workload
+    clock = time.perf_counter
+    t0 = clock()
+    for _ in range(10_000):
+        clock() - clock()
+    timer = (clock() - t0) / 10_000  # what one timer pair costs
+    physics, done, start, k = 0.0, 0, clock(), 0
+    while clock() - start < seconds:
+        for _ in range(256):
+            mujoco.mj_setState(model, data, states[k], _FULLPHYSICS)
+            data.ctrl[:] = controls[k]
+            t0 = clock()
+            for _ in range(nsub):
+                mujoco.mj_step(model, data)
+            physics += clock() - t0 - timer
+            k = (k + 1) % len(states)
+        done += 256
+    return nthread * done / max(physics, 1e-12)
+
+
+def rollout_rate(
+    family: Family,
+    fidelity: str,
+    batch: int,
+    nthread: int,
+    seconds: float,
+    workload: Any = None,
+) -> float:
+    """Env steps per second of bare ``Rollout.rollout`` calls over ``batch`` nominal models,
+    one control step per call: from the states and controls of ``workload`` (consecutive
+    rows of :func:`random_workload`), or from rest with zero control."""
+    model = family.build_model(None, fidelity)
+    nsub = family.task.n_substeps(model)
+    if workload is None:
+        data = mujoco.MjData(model)
+        family.task.initialize_episode(model, data, np.random.default_rng(0))
+        state = np.empty((batch, mujoco.mj_stateSize(model, _FULLPHYSICS)))
+        mujoco.mj_getState(model, data, state[0], _FULLPHYSICS)
+        state[1:] = state[0]
+        chunks = [(state, np.zeros((batch, nsub, model.nu)))]
+    else:
+        states, controls = workload
+        chunks = [
+            (
+                np.ascontiguousarray(states[i : i + batch]),
+                np.repeat(controls[i : i + batch, None, :], nsub, axis=1),
+            )
+            for i in range(0, len(states) - batch + 1, batch)
+        ]
+    out = np.empty((batch, nsub, chunks[0][0].shape[1]))
     datas = [mujoco.MjData(model) for _ in range(nthread)]
     models = [model] * batch
+    k = [0]
     with mujoco.rollout.Rollout(nthread=nthread if nthread > 1 else 0) as rollout:
 
         def step() -> int:
+            state, control = chunks[k[0] % len(chunks)]
+            k[0] += 1
             rollout.rollout(
                 models,
                 datas,
@@ -167,19 +259,26 @@ def rollout_rate(family: Family, fidelity: str, batch: int, nthread: int, second
                 skip_checks=True,
                 nstep=nsub,
                 state=out,
+                chunk_size=rollout_chunk(batch, nthread),
             )
             return batch
 
         return _rate(step, seconds)
 
 
-def rllib_sample_rate(family: Family, mode: str, policy: str, num_envs: int, steps: int) -> float:
-    """Env steps per second of one local RLlib EnvRunner's ``sample``."""
-    from ray.rllib.algorithms.ppo import PPOConfig
+def rllib_sampler(
+    family: Family, mode: str, policy: str, num_envs: int
+) -> tuple[Callable[[int], float], Callable[[], None]]:
+    """One local RLlib EnvRunner, warmed up: ``(sample(steps) -> env steps / s, stop)``.
+
+    The EnvRunner is configured as the learner configures its own (`ppo_config`); run it
+    with torch on one thread, as a Ray EnvRunner actor with one CPU (``OMP_NUM_THREADS=1``).
+    """
     from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
     from ray.tune.registry import register_env
 
-    from learners.rllib_learner import ENV_ID, make_env
+    from learners import LearnerConfig
+    from learners.rllib_learner import ENV_ID, make_env, ppo_config
 
     register_env(ENV_ID, make_env)
     dist = TaskDistribution.uniform(family.space, "fine")
@@ -190,63 +289,106 @@ def rllib_sample_rate(family: Family, mode: str, policy: str, num_envs: int, ste
         "space": family.space.to_dict(),
         "distribution": dist.to_dict(),
     }
-    config = (
-        PPOConfig()
-        .environment(env=ENV_ID, env_config=spec)
-        .env_runners(
-            num_env_runners=0,
-            num_envs_per_env_runner=num_envs,
-            gym_env_vectorize_mode="vector_entry_point" if mode == "batched" else "sync",
-        )
-    )
-    runner = SingleAgentEnvRunner(config=config)
+    vectorize = "batched" if mode == "batched" else "sync"
+    cfg = LearnerConfig(num_envs_per_env_runner=num_envs, vectorize=vectorize)
+    runner = SingleAgentEnvRunner(config=ppo_config(cfg, spec, seed=0))
     random_actions = policy == "random"
     for _ in range(2):  # warm up (module, connectors, first episodes)
         runner.sample(num_timesteps=num_envs * 10, random_actions=random_actions)
-    start = time.perf_counter()
-    done = 0
-    while done < steps:
-        episodes = runner.sample(num_timesteps=num_envs * 50, random_actions=random_actions)
-        done += sum(len(e) for e in episodes)
-    rate = done / (time.perf_counter() - start)
-    runner.stop()
-    return rate
+
+    def sample(steps: int) -> float:
+        start = time.perf_counter()
+        done = 0
+        while done < steps:
+            episodes = runner.sample(num_timesteps=num_envs * 50, random_actions=random_actions)
+            done += sum(len(e) for e in episodes)
+        return done / (time.perf_counter() - start)
+
+    return sample, runner.stop
+
+
+def interleaved(measures: dict[Any, Callable[[], float]], rounds: int) -> dict[Any, float]:
+    """Median of each measure over ``rounds`` rounds in which the measures take turns.
+
+    On a shared machine a slow spell then slows every measure of a round alike, so the
+    ratios between them (share of the physics limit, batched over default) are of one
+    moment rather than of whichever measure ran during the spell.
+    """
+    samples: dict[Any, list[float]] = {key: [] for key in measures}
+    for _ in range(rounds):
+        for key, measure in measures.items():
+            samples[key].append(measure())
+    return {key: float(np.median(values)) for key, values in samples.items()}
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
     """Measure every case; return the result records."""
     names = ["inverted_pendulum"] if quick else sorted(generators.FAMILIES)
     batches = (1, 16) if quick else (1, 16, 64, 256)
-    seconds = 0.5 if quick else 3.0
+    seconds = 0.5 if quick else 2.0
+    rounds = 3 if quick else 5
     rl_envs, rl_steps = (8, 800) if quick else (32, 20_000)
+    workload_steps = 4_096 if quick else 102_400
     results: list[dict[str, Any]] = []
+    big = max(batches)
+    nthread = default_nthread(big)
+    each = seconds / rounds
 
     def record(case: dict[str, Any], metric: str, value: float) -> None:
         results.append({"case": case, "metric": metric, "value": value, "unit": "env_steps/s"})
 
     for name in names:
         family = generators.get_family(name)
+        # The ratios the acceptance reads, measured in turns: the batched env at the largest
+        # batch, the physics limit and the bare rollout on both workloads, the reference env.
+        group: dict[tuple[str, tuple], Callable[[], float]] = {}
         for fidelity in family.fidelities:
             for thetas in ("udr", "udr_numeric", "nominal"):
                 for batch in batches:
-                    rate = vector_env_rate(family, fidelity, batch, seconds, thetas)
                     case = {"family": name, "fidelity": fidelity, "batch": batch, "thetas": thetas}
-                    record(case, "vector_env_steps_per_s", rate)
-            nthread = default_nthread(max(batches))
-            rate = physics_limit_rate(family, fidelity, nthread, seconds)
-            case = {"family": name, "fidelity": fidelity, "threads": nthread}
-            record(case, "physics_limit_env_steps_per_s", rate)
-            rate = rollout_rate(family, fidelity, max(batches), nthread, seconds)
-            case = {"family": name, "fidelity": fidelity, "batch": max(batches)}
-            record(case, "rollout_env_steps_per_s", rate)
+                    if thetas == "nominal" and batch == big:
+                        group["vector_env_steps_per_s", tuple(case.items())] = partial(
+                            vector_env_rate, family, fidelity, batch, each, thetas
+                        )
+                    else:
+                        rate = vector_env_rate(family, fidelity, batch, seconds, thetas)
+                        record(case, "vector_env_steps_per_s", rate)
+            work = random_workload(family, fidelity, workload_steps)
+            for label, workload in (("random_actions", work), ("at_rest", None)):
+                case = {"family": name, "fidelity": fidelity, "threads": nthread, "workload": label}
+                group["physics_limit_env_steps_per_s", tuple(case.items())] = partial(
+                    physics_limit_rate, family, fidelity, nthread, each, workload
+                )
+                case = {"family": name, "fidelity": fidelity, "batch": big, "workload": label}
+                group["rollout_env_steps_per_s", tuple(case.items())] = partial(
+                    rollout_rate, family, fidelity, big, nthread, each, workload
+                )
         if name in REFERENCE_ENVS:
-            rate = reference_env_rate(REFERENCE_ENVS[name], seconds)
-            record({"family": name, "env": REFERENCE_ENVS[name]}, "reference_env_steps_per_s", rate)
-        for mode in ("batched", "default"):
-            for policy in ("random", "ppo"):
-                rate = rllib_sample_rate(family, mode, policy, rl_envs, rl_steps)
-                case = {"family": name, "mode": mode, "policy": policy, "num_envs": rl_envs}
-                record(case, "rllib_sample_steps_per_s", rate)
+            case = {"family": name, "env": REFERENCE_ENVS[name]}
+            group["reference_env_steps_per_s", tuple(case.items())] = partial(
+                reference_env_rate, REFERENCE_ENVS[name], each
+            )
+        for (metric, case), rate in interleaved(group, rounds).items():
+            record(dict(case), metric, rate)
+        # RLlib: four EnvRunners alive at once, sampling in turns.
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        samplers, stops = {}, []
+        try:
+            for mode in ("batched", "default"):
+                for policy in ("random", "ppo"):
+                    sample, stop = rllib_sampler(family, mode, policy, rl_envs)
+                    stops.append(stop)
+                    case = {"family": name, "mode": mode, "policy": policy, "num_envs": rl_envs}
+                    samplers[tuple(case.items())] = partial(sample, rl_steps // rounds)
+            for case, rate in interleaved(samplers, rounds).items():
+                record(dict(case), "rllib_sample_steps_per_s", rate)
+        finally:
+            for stop in stops:
+                stop()
+            torch.set_num_threads(threads)
     return results
 
 

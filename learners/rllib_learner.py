@@ -166,6 +166,54 @@ class TrainStats:
     them (empty for `vectorize=sync`, whose envs do not count)."""
 
 
+def ppo_config(cfg: LearnerConfig, env_spec: Mapping[str, Any], seed: int) -> PPOConfig:
+    """RLlib's PPO config for `cfg` on `env_spec` (what `RLlibLearner` builds and what
+    `benchmarks/generators.py` samples with).
+
+    A family's envs clip actions to the range themselves (`TaskEnv`, `BatchedVectorEnv`, in
+    numpy over the batch), so RLlib's per-sub-env clipping connector is off for them.
+    """
+    family = env_spec.get("kind") == "family"
+    batched = cfg.vectorize == "batched" and family
+    return (
+        PPOConfig()
+        .environment(
+            env=ENV_ID,
+            env_config=env_spec,
+            normalize_actions=cfg.normalize_actions,
+            clip_actions=not cfg.normalize_actions and not family,
+        )
+        .env_runners(
+            num_env_runners=cfg.num_env_runners,
+            num_envs_per_env_runner=cfg.num_envs_per_env_runner,
+            rollout_fragment_length="auto",
+            # `make_env` returns the batched vector env when RLlib passes `num_envs`.
+            gym_env_vectorize_mode="vector_entry_point" if batched else "sync",
+        )
+        .training(
+            train_batch_size_per_learner=cfg.train_batch_size,
+            minibatch_size=cfg.minibatch_size,
+            num_epochs=cfg.num_epochs,
+            lr=cfg.lr,
+            gamma=cfg.gamma,
+            lambda_=cfg.gae_lambda,
+            clip_param=cfg.clip_param,
+            entropy_coeff=cfg.entropy_coeff,
+            vf_clip_param=float("inf"),
+        )
+        .rl_module(
+            model_config=DefaultModelConfig(
+                fcnet_hiddens=list(cfg.hidden),
+                fcnet_activation=cfg.activation,
+                vf_share_layers=False,
+            )
+        )
+        .callbacks(StabilityCallback)
+        .debugging(seed=seed)
+        .reporting(metrics_num_episodes_for_smoothing=20)
+    )
+
+
 class RLlibLearner:
     """PPO on RLlib's new API stack, trained on a task distribution pushed to every EnvRunner.
 
@@ -180,44 +228,7 @@ class RLlibLearner:
         self.cfg = cfg
         self.env_spec = dict(env_spec)
         register_env(ENV_ID, make_env)
-        batched = cfg.vectorize == "batched" and self.env_spec.get("kind") == "family"
-        config = (
-            PPOConfig()
-            .environment(
-                env=ENV_ID,
-                env_config=self.env_spec,
-                normalize_actions=cfg.normalize_actions,
-                clip_actions=not cfg.normalize_actions,
-            )
-            .env_runners(
-                num_env_runners=cfg.num_env_runners,
-                num_envs_per_env_runner=cfg.num_envs_per_env_runner,
-                rollout_fragment_length="auto",
-                # `make_env` returns the batched vector env when RLlib passes `num_envs`.
-                gym_env_vectorize_mode="vector_entry_point" if batched else "sync",
-            )
-            .training(
-                train_batch_size_per_learner=cfg.train_batch_size,
-                minibatch_size=cfg.minibatch_size,
-                num_epochs=cfg.num_epochs,
-                lr=cfg.lr,
-                gamma=cfg.gamma,
-                lambda_=cfg.gae_lambda,
-                clip_param=cfg.clip_param,
-                entropy_coeff=cfg.entropy_coeff,
-                vf_clip_param=float("inf"),
-            )
-            .rl_module(
-                model_config=DefaultModelConfig(
-                    fcnet_hiddens=list(cfg.hidden),
-                    fcnet_activation=cfg.activation,
-                    vf_share_layers=False,
-                )
-            )
-            .callbacks(StabilityCallback)
-            .debugging(seed=seed)
-            .reporting(metrics_num_episodes_for_smoothing=20)
-        )
+        config = ppo_config(cfg, self.env_spec, seed)
         self.algo = config.build_algo()
         self.env_steps = 0
         self.episodes = 0

@@ -405,6 +405,43 @@ def test_learner_config_validates_vectorize() -> None:
         LearnerConfig(vectorize="threads").validate()
 
 
+@pytest.mark.parametrize("name", ["inverted_pendulum", "reacher"])
+def test_out_of_range_actions_act_as_clipped(name: str) -> None:
+    """A family's envs clip actions themselves, which lets the learner turn RLlib's per-item
+    clipping off: far out-of-range actions give the clipped actions' trajectories."""
+    from learners import LearnerConfig
+    from learners.rllib_learner import ppo_config
+
+    family = generators.get_family(name)
+    dist = TaskDistribution.uniform(family.space, "coarse")
+    low, high = family.task.action_space.low, family.task.action_space.high
+    raw = np.random.default_rng(0).normal(0.0, 4.0 * high, size=(30, 3, low.size))
+    clipped = np.clip(raw, low, high)
+    assert (raw != clipped).any()
+
+    def trajectories(actions: np.ndarray) -> list[list[tuple]]:
+        venv = BatchedVectorEnv(family, 3, distribution=dist)
+        records = run_batched(venv, actions, seed=5)
+        venv.close()
+        return [[(r[1], r[2]) if r[0] == "step" else (r[1],) for r in env] for env in records]
+
+    for got, want in zip(trajectories(raw), trajectories(clipped), strict=True):
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a[0], b[0])
+            assert a[1:] == b[1:]
+    env_raw, env_clipped = family.make_env(distribution=dist), family.make_env(distribution=dist)
+    env_raw.reset(seed=5), env_clipped.reset(seed=5)
+    for a_raw, a_clipped in zip(raw[:, 0], clipped[:, 0], strict=True):
+        got, want = env_raw.step(a_raw), env_clipped.step(a_clipped)
+        np.testing.assert_array_equal(got[0], want[0])
+        assert got[1:4] == want[1:4]
+        if got[2] or got[3]:
+            break
+    spec = {"kind": "family", "family": name, "fidelity": "coarse", "space": {}, "distribution": {}}
+    assert not ppo_config(LearnerConfig(), spec, 0).clip_actions
+    assert ppo_config(LearnerConfig(), {**spec, "kind": "reality"}, 0).clip_actions
+
+
 def test_make_env_returns_batched_env_for_num_envs(space: ParamSpace) -> None:
     from learners.rllib_learner import make_env, push_task_distribution
 
