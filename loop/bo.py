@@ -29,11 +29,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from generators import ParamSpace
-from loop.controllers import Controller, Proposal, ProposalResult
+from loop.controllers import Controller, Proposal, ProposalResult, local_progress
 from loop.mfbo import MFBOSettings, MultiFidelityBO
 
 if TYPE_CHECKING:
     from loop.config import ControllerConfig
+
+
+_WINDOW_CAP = 4096
+"""Most recent stable episodes kept as the previous window of `signal: local`."""
 
 
 class BOController(Controller):
@@ -69,6 +73,7 @@ class BOController(Controller):
         )
         self.bo = MultiFidelityBO(space.dim, self.fidelities, seed=seed, settings=settings)
         self._last_cost: dict[str, float] = {}
+        self._previous: list[dict[str, Any]] = []  # last iteration's episodes (signal: local)
 
     @property
     def target(self) -> str:
@@ -140,24 +145,63 @@ class BOController(Controller):
         )
         return proposals
 
-    def observe(self, results: Sequence[ProposalResult]) -> None:
+    def observe(
+        self,
+        results: Sequence[ProposalResult],
+        episodes: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
         super().observe(results)
-        learn = [r for r in results if not r.proposal.explore and r.proposal.point is not None]
-        if not learn:
-            return
-        costs = []
-        for r in learn:
-            fid = r.proposal.fidelity
+        for r in results:
             if math.isfinite(r.s_per_step) and r.s_per_step > 0:
-                self._last_cost[fid] = r.s_per_step
-            costs.append(self._last_cost.get(fid, 1.0))
+                self._last_cost[r.proposal.fidelity] = r.s_per_step
+        learn = [r for r in results if not r.proposal.explore and r.proposal.point is not None]
+        points = [r.proposal.point for r in learn]
+        fids = [r.proposal.fidelity for r in learn]
+        values = [r.value for r in learn]
+        unstable = [r.unstable > 0 for r in learn]
+        if self.config.signal == "local":
+            points, fids, values, unstable = self._local_signal(learn, list(episodes or []))
+        if not points:
+            return
         self.bo.observe(
-            [r.proposal.point for r in learn],
-            [self.fidelities.index(r.proposal.fidelity) for r in learn],
-            [r.value for r in learn],
-            costs,
-            unstable=[r.unstable > 0 for r in learn],
+            points,
+            [self.fidelities.index(f) for f in fids],
+            values,
+            [self._last_cost.get(f, 1.0) for f in fids],
+            unstable=unstable,
         )
+
+    def _local_signal(
+        self, learn: Sequence[ProposalResult], episodes: list[Mapping[str, Any]]
+    ) -> tuple[list, list[str], list[float], list[bool]]:
+        """Observations of `signal: local` (see `loop.local_progress`).
+
+        At each proposed point and at `episode_points` thetas drawn from this iteration's
+        training episodes (its own RNG), the change of return since the previous
+        iteration's episodes. The first iteration compares its own earlier and later
+        halves (by finish order).
+        """
+        kept = [e for e in episodes if e["fidelity"] in self.fidelities]
+        current = [{k: e[k] for k in ("theta_u", "fidelity", "return", "unstable")} for e in kept]
+        previous, window = self._previous, current
+        if not previous:  # first iteration: its earlier half against its later half
+            ranked = sorted(range(len(kept)), key=lambda i: kept[i].get("order", i))
+            half = len(ranked) // 2
+            previous = [current[i] for i in ranked[:half]]
+            window = [current[i] for i in ranked[half:]]
+        points = [tuple(r.proposal.point) for r in learn]
+        fids = [r.proposal.fidelity for r in learn]
+        unstable = [r.unstable > 0 for r in learn]
+        m = min(self.config.episode_points, len(current))
+        if m:
+            for i in self.rng.choice(len(current), size=m, replace=False):
+                e = current[int(i)]
+                points.append(tuple(float(v) for v in e["theta_u"]))
+                fids.append(e["fidelity"])
+                unstable.append(bool(e["unstable"]))
+        values = local_progress(previous, window, np.array(points), fids) if points else []
+        self._previous = [e for e in current if not e["unstable"]][-_WINDOW_CAP:]
+        return points, fids, [float(v) for v in values], unstable
 
     def posterior_slice(
         self, dims: Sequence[str], n: int = 25
@@ -175,12 +219,14 @@ class BOController(Controller):
             **super().state_dict(),
             "bo": self.bo.state_dict(),
             "last_cost": dict(self._last_cost),
+            "previous_episodes": [dict(e, theta_u=list(e["theta_u"])) for e in self._previous],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.bo.load_state_dict(state["bo"])
         self._last_cost = dict(state["last_cost"])
+        self._previous = [dict(e) for e in state.get("previous_episodes", [])]
 
 
 def _plain(value: Any) -> Any:

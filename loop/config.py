@@ -30,6 +30,10 @@ class ConfigError(ValueError):
         self.reason = reason
 
 
+SIGNALS = ("box", "local")
+"""Values of `controller.signal`."""
+
+
 @dataclass
 class ControllerConfig:
     """Which curriculum controller proposes the task distribution."""
@@ -60,6 +64,14 @@ class ControllerConfig:
     """Model the learning signal as drifting over time (a time input with its own kernel)."""
     feasibility: bool = True
     """Steer proposals away from unstable regions (GP classifier of the stability flags)."""
+    signal: str = "box"
+    """What `bo` observes. `box`: per proposal, the change of return over the iteration
+    fitted to the episodes in its box (`loop.learning_progress`). `local`: the change of
+    return between this iteration's and the previous one's episodes nearest a point
+    (`loop.local_progress`), at each proposed point and at `episode_points` thetas of this
+    iteration's training episodes (more observations per iteration, exploration included)."""
+    episode_points: int = 12
+    """With `signal: local`, training-episode thetas per iteration `bo` also observes."""
 
 
 @dataclass
@@ -298,6 +310,11 @@ def check_controller(c: ControllerConfig, family_fidelities: Sequence[str]) -> N
         )
     if not 0 <= c.explore_share < 1:
         raise ConfigError("controller.explore_share", f"must be in [0, 1) (got {c.explore_share})")
+    if c.signal not in SIGNALS:
+        known = ", ".join(SIGNALS)
+        raise ConfigError("controller.signal", f"unknown {c.signal!r} (known: {known})")
+    if c.episode_points < 0:
+        raise ConfigError("controller.episode_points", f"must be >= 0 (got {c.episode_points})")
 
 
 def _field_error(key: str, exc: ValueError) -> ConfigError:

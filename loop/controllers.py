@@ -138,6 +138,56 @@ def learning_progress(episodes: Sequence[Mapping[str, Any]], proposal: Proposal)
     return float(abs(slope) * span)
 
 
+NEIGHBORS = 10
+"""Episodes per window whose mean return is the return near a point (`local_progress`)."""
+
+
+def local_progress(
+    previous: Sequence[Mapping[str, Any]],
+    current: Sequence[Mapping[str, Any]],
+    points: np.ndarray,
+    fidelities: Sequence[str],
+    k: int = NEIGHBORS,
+) -> np.ndarray:
+    """Absolute learning progress at each point between two windows of training episodes.
+
+    The return near a point is the mean return of the ``k`` episodes of a window nearest
+    to it (unit-cube distance, same fidelity, stable episodes only); the progress is the
+    absolute difference between the current and the previous window's (ALP, as in
+    ALP-GMM, with a k-nearest-neighbour mean on each side instead of one episode, which
+    cancels most of the return's variation across theta). NaN where a window has fewer
+    than 3 such episodes.
+
+    Args:
+        previous: Episodes of the earlier window (``theta_u``, ``fidelity``, ``return``,
+            ``unstable``).
+        current: Episodes of the later window.
+        points: ``m x d`` unit-cube points.
+        fidelities: Fidelity of each point.
+        k: Neighbours per window.
+    """
+    points = np.asarray(points, dtype=float).reshape(len(fidelities), -1)
+    out = np.full(len(points), math.nan)
+
+    def window(episodes: Sequence[Mapping[str, Any]], fidelity: str) -> tuple[np.ndarray, ...]:
+        rows = [e for e in episodes if e["fidelity"] == fidelity and not e.get("unstable")]
+        theta = np.array([e["theta_u"] for e in rows], dtype=float).reshape(-1, points.shape[1])
+        return theta, np.array([e["return"] for e in rows], dtype=float)
+
+    for fidelity in set(fidelities):
+        (x0, r0), (x1, r1) = window(previous, fidelity), window(current, fidelity)
+        if len(r0) < 3 or len(r1) < 3:
+            continue
+        idx = np.flatnonzero(np.asarray(fidelities) == fidelity)
+        near = []
+        for x, r in ((x0, r0), (x1, r1)):
+            dist = np.linalg.norm(points[idx, None, :] - x[None, :, :], axis=-1)
+            nearest = np.argsort(dist, axis=1, kind="stable")[:, :k]
+            near.append(r[nearest].mean(axis=1))
+        out[idx] = np.abs(near[1] - near[0])
+    return out
+
+
 class Controller(ABC):
     """Proposes training contexts and learns from their results.
 
@@ -173,8 +223,19 @@ class Controller(ABC):
     def propose(self, history: Sequence[Mapping[str, Any]]) -> list[Proposal]:
         """The next batch of proposals, given the journal records so far (oldest first)."""
 
-    def observe(self, results: Sequence[ProposalResult]) -> None:
-        """Record the results of the last batch."""
+    def observe(
+        self,
+        results: Sequence[ProposalResult],
+        episodes: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Record the results of the last batch.
+
+        Args:
+            results: One per proposal of the batch.
+            episodes: The iteration's training episodes (``theta_u`` in the unit cube,
+                ``fidelity``, ``return`` normalized per family, ``unstable``, ``order``), for
+                controllers that learn from episodes rather than proposals.
+        """
         self.observations.extend(results)
 
     def state_dict(self) -> dict[str, Any]:
@@ -244,12 +305,14 @@ class UniformDRController(Controller):
 
 __all__ = [
     "CONTROLLERS",
+    "NEIGHBORS",
     "Controller",
     "NominalController",
     "Proposal",
     "ProposalResult",
     "UniformDRController",
     "learning_progress",
+    "local_progress",
     "make_controller",
     "register_controller",
     "to_task_distribution",

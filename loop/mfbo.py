@@ -117,6 +117,9 @@ class MFBOSettings:
     gp_maxiter: int = 50
     """L-BFGS-B iteration cap of the GP fit. Warm-started fits move little, and the cap
     bounds the fit at about a third of a propose (the loop's budget is 5% of an iteration)."""
+    max_observations: int = 256
+    """The GP is fitted to the most recent this many observations: a propose's cost stays
+    bounded in long runs (the drift kernel discounts older observations anyway)."""
     num_threads: int = 1
     """Torch intra-op threads while proposing (0: leave torch's setting). Small GPs gain
     nothing from more threads, and on a busy machine they lose up to 30x to
@@ -481,13 +484,19 @@ class MultiFidelityBO:
     def _D(self) -> int:
         return self.dim + (2 if self.settings.drift else 1)
 
+    @property
+    def _window(self) -> slice:
+        """The observations the GP is fitted to (`MFBOSettings.max_observations`)."""
+        return slice(max(0, self.num_observations - self.settings.max_observations), None)
+
     def _inputs(self) -> Tensor:
-        """``n x D`` GP inputs of the observations."""
-        x = torch.tensor(self.obs.x, dtype=DTYPE).reshape(-1, self.dim)
-        s = torch.tensor([self.fidelity_values[k] for k in self.obs.fidelity], dtype=DTYPE)
+        """``n x D`` GP inputs of the observations in the window."""
+        w = self._window
+        x = torch.tensor(self.obs.x[w], dtype=DTYPE).reshape(-1, self.dim)
+        s = torch.tensor([self.fidelity_values[k] for k in self.obs.fidelity[w]], dtype=DTYPE)
         cols = [x, s.unsqueeze(-1)]
         if self.settings.drift:
-            cols.append(torch.tensor(self.obs.time, dtype=DTYPE).unsqueeze(-1))
+            cols.append(torch.tensor(self.obs.time[w], dtype=DTYPE).unsqueeze(-1))
         return torch.cat(cols, dim=-1)
 
     def _target(self) -> dict[int, float]:
@@ -649,17 +658,17 @@ class MultiFidelityBO:
         t0 = time.perf_counter()
         model, self.hyperparameters = fit_mf_gp(
             self._inputs(),
-            torch.tensor(self.obs.y, dtype=DTYPE),
+            torch.tensor(self.obs.y[self._window], dtype=DTYPE),
             fidelity_dim=self._fid_dim,
             time_dim=self._time_dim,
             warm_start=self.hyperparameters,
             maxiter=self.settings.gp_maxiter,
         )
         feas = None
-        if self.settings.use_feasibility and any(self.obs.unstable):
-            feas = fit_feasibility(
-                torch.tensor(self.obs.x, dtype=DTYPE), self.obs.unstable, seed=self.seed
-            )
+        unstable = self.obs.unstable[self._window]
+        if self.settings.use_feasibility and any(unstable):
+            x = torch.tensor(self.obs.x[self._window], dtype=DTYPE)
+            feas = fit_feasibility(x, unstable, seed=self.seed)
         return model, feas, time.perf_counter() - t0
 
     def _context(self, model: Model, seed: int) -> AcquisitionContext:

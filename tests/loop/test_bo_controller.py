@@ -150,3 +150,73 @@ def test_restored_controller_proposes_what_the_uninterrupted_one_would() -> None
     assert restored.diagnostics["relevance"] == ctrl.diagnostics["relevance"]
     assert restored.diagnostics["focus_dims"] == ctrl.diagnostics["focus_dims"]
     assert len(ctrl.diagnostics["focus_dims"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# signal: local (episodes, change of return between iterations)
+
+
+def episodes6(rng: np.random.Generator, t: int, n: int = 240) -> list[dict]:
+    """One iteration's training episodes over SPACE6: the return varies a lot across theta
+    (dims 0 and 2) but only improves, by `progress6` per iteration, near PEAK6 in dims 1, 4."""
+    theta = rng.uniform(size=(n, 6))
+    level = 2.0 * theta[:, 0] - 1.5 * theta[:, 2]
+    progress = np.exp(-np.sum((theta[:, RELEVANT] - PEAK6) ** 2, axis=1) / 0.08)
+    ret = level + t * progress + rng.normal(0.0, 0.05, n)
+    return [
+        {"theta_u": list(x), "fidelity": "fine", "return": float(r), "unstable": False, "order": i}
+        for i, (x, r) in enumerate(zip(theta, ret, strict=True))
+    ]
+
+
+def feed_local(ctrl, rounds: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for t in range(rounds):
+        proposals = ctrl.propose([])
+        results = [ProposalResult(p, 0.0, 1.0, s_per_step=4e-4) for p in proposals]
+        ctrl.observe(results, episodes=episodes6(rng, t))
+
+
+def test_local_progress_is_the_change_between_windows_not_the_spread_across_theta() -> None:
+    from loop.controllers import local_progress
+
+    rng = np.random.default_rng(1)
+    before, after = episodes6(rng, 0, 2000), episodes6(rng, 1, 2000)
+    points = np.array([[0.5, 0.7, 0.5, 0.5, 0.3, 0.5], [0.5, 0.1, 0.5, 0.5, 0.9, 0.5]])
+    alp = local_progress(before, after, points, ["fine", "fine"])
+    assert alp[0] > 0.5  # the peak's progress is 1, blurred over the neighbours
+    assert alp[1] < 0.1  # the return spans 3.5 across theta, but it did not change here
+    assert np.isnan(local_progress(before[:2], after, points, ["fine"] * 2)).all()
+    assert np.isnan(local_progress(before, after, points, ["coarse"] * 2)).all()
+    unstable = [{**e, "unstable": True} for e in before]
+    assert np.isnan(local_progress(unstable, after, points, ["fine"] * 2)).all()
+
+
+def test_local_signal_observes_where_the_return_improves() -> None:
+    """Per iteration, `bo` observes the change of return at its proposals and at training-
+    episode thetas: high where the return improves, low where it only varies with theta."""
+    ctrl = make(seed=0, space=SPACE6, signal="local", episode_points=12, fidelities=["fine"])
+    feed_local(ctrl, 6)
+    assert ctrl.bo.num_observations == 6 * (4 + 12)  # the first iteration by its halves
+    x, y = np.array(ctrl.bo.obs.x), np.array(ctrl.bo.obs.y)
+    near = np.linalg.norm(x[:, RELEVANT] - PEAK6, axis=1) < 0.25
+    far = np.linalg.norm(x[:, RELEVANT] - PEAK6, axis=1) > 0.5
+    assert near.sum() >= 5 and far.sum() >= 5
+    assert y[near].mean() > 1.8 * y[far].mean()  # ~0.2 of noise where nothing improves
+    ctrl.propose([])
+    assert len(ctrl.diagnostics["focus_dims"]) == 2
+
+
+def test_local_signal_state_restores_exactly() -> None:
+    ctrl = make(seed=2, space=SPACE6, signal="local", fidelities=["fine"])
+    feed_local(ctrl, 3)
+    state = json.loads(json.dumps(ctrl.state_dict()))
+    restored = make(seed=99, space=SPACE6, signal="local", fidelities=["fine"])
+    restored.load_state_dict(state)
+    rng = np.random.default_rng(7)
+    for c in (ctrl, restored):
+        proposals = c.propose([])
+        c.observe([ProposalResult(p, 0.0, 1.0) for p in proposals], episodes6(rng, 3))
+        rng = np.random.default_rng(7)
+    assert restored.bo.state_dict() == ctrl.bo.state_dict()
+    assert restored.propose([]) == ctrl.propose([])

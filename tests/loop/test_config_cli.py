@@ -52,6 +52,8 @@ BAD = [
     (["controller.explore_share=1.0"], "controller.explore_share"),
     (["controller.focus_dims=0"], "controller.focus_dims"),
     (["controller.focus_dims=two"], "controller.focus_dims"),
+    (["controller.signal=slope"], "controller.signal"),
+    (["controller.episode_points=-1"], "controller.episode_points"),
     (["oracle.checkpoints=0"], "oracle.checkpoints"),
 ]
 

@@ -218,3 +218,24 @@ def test_kernel_relevance_maps_length_scales_to_input_columns() -> None:
     # product of RBFs (inverse squared length scales add).
     np.testing.assert_allclose(rel, [np.sqrt(1 / 16 + 1 / 4), 0.5, 2.0])
     assert kernel_relevance(RBFKernel(ard_num_dims=5), [4], num_inputs=5).shape == (1,)
+
+
+def test_gp_is_fitted_to_the_newest_max_observations() -> None:
+    """A long run's propose cost stays bounded: older observations than the window do not
+    change what the optimizer proposes."""
+    rng = np.random.default_rng(0)
+    x_old, x_new = rng.uniform(size=(12, 2)), rng.uniform(size=(8, 2))
+    y_new = [_objective(x, 1) for x in x_new]
+    proposals = []
+    for y_old in (np.zeros(12), np.ones(12)):
+        opt = _make(seed=5, max_observations=8)
+        opt.observe(x_old, [1] * 12, y_old, [COSTS[1]] * 12, time=0.0)
+        opt.observe(x_new, [1] * 8, y_new, [COSTS[1]] * 8, time=1.0)
+        proposals.append(opt.propose(2))
+    for (xa, ka), (xb, kb) in zip(*proposals, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        assert ka == kb
+    unbounded = _make(seed=5)
+    unbounded.observe(x_old, [1] * 12, np.ones(12), [COSTS[1]] * 12, time=0.0)
+    unbounded.observe(x_new, [1] * 8, y_new, [COSTS[1]] * 8, time=1.0)
+    assert not np.array_equal(unbounded.propose(2)[0][0], proposals[0][0][0])
