@@ -7,7 +7,11 @@ mixture of boxes around those points plus a uniform exploration share at the tar
 fidelity (`controller.explore_share`). What it observes per proposal is the absolute
 learning progress there (`loop.controllers.learning_progress`, normalized by the loop), the
 measured seconds per env step at that fidelity, and whether the simulation went unstable
-there (the feasibility model steers proposals away from such regions).
+there (the feasibility model steers proposals away from such regions). With
+`controller.signal: local` it observes instead the change of return between this
+iteration's and the previous one's training episodes nearest a point
+(`loop.controllers.local_progress`), at its proposals and at `controller.episode_points`
+training-episode thetas: four times the observations per iteration, exploration included.
 
 Relevance-focused boxes. A box of half-width 0.25 in every one of a task's 8-11 dimensions
 is 0.5^d of the cube (under 0.4%), so a mixture of a few such boxes trains on almost nothing

@@ -457,8 +457,8 @@ class Loop:
                     episodes=episodes,
                 )
             )
-        episodes = [{**e, "return": e["return"] / scale} for e in stats.episode_log]
-        self.controller.observe(results, episodes=episodes)
+        normalized = [{**e, "return": e["return"] / scale} for e in stats.episode_log]
+        self.controller.observe(results, episodes=normalized)
         observe_s = time.perf_counter() - t0
         state.controller_s += propose_s + observe_s
         state.iteration = k + 1

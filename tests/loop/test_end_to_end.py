@@ -270,12 +270,19 @@ def test_resumed_bo_run_proposes_what_its_checkpointed_controller_proposes(
 ) -> None:
     # Two separate runs differ (the cost model is fed measured seconds per step), so the
     # check is that resuming restores the whole controller: its next batch is the one the
-    # controller saved in the checkpoint proposes.
+    # controller saved in the checkpoint proposes. `signal=local` carries the most state
+    # (the previous iteration's episodes); the box signal's restore is a unit test.
     from loop.config import load_config
     from loop.controllers import Proposal, make_controller
 
     run_dir = tmp_path / "run"
-    common = [*TINY, "oracle.reference_return=1000", "controller.method=bo", "wandb.mode=disabled"]
+    common = [
+        *TINY,
+        "oracle.reference_return=1000",
+        "controller.method=bo",
+        "controller.signal=local",
+        "wandb.mode=disabled",
+    ]
     first = cli("run", "configs/default.yaml", *common, f"run.dir={run_dir}", "budget.iterations=3")
     assert first.returncode == 0, first.stderr[-3000:]
     res = cli("resume", str(run_dir), "budget.iterations=4")
@@ -288,5 +295,6 @@ def test_resumed_bo_run_proposes_what_its_checkpointed_controller_proposes(
     cfg, _ = load_config(run_dir / "config.yaml")
     ctrl = make_controller("bo", cfg.param_space(), "fine", seed=12345, config=cfg.controller)
     ctrl.load_state_dict(saved)
+    assert saved["previous_episodes"] and ctrl.bo.num_observations > 3 * 4
     expected = ctrl.propose([])
     assert [Proposal.from_dict(p) for p in records[3]["proposals"]] == expected
