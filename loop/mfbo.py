@@ -119,7 +119,8 @@ class MFBOSettings:
     bounds the fit at about a third of a propose (the loop's budget is 5% of an iteration)."""
     max_observations: int = 256
     """The GP is fitted to the most recent this many observations: a propose's cost stays
-    bounded in long runs (the drift kernel discounts older observations anyway)."""
+    bounded in long runs (the drift kernel discounts older observations anyway). The
+    feasibility model also keeps every older unstable result."""
     num_threads: int = 1
     """Torch intra-op threads while proposing (0: leave torch's setting). Small GPs gain
     nothing from more threads, and on a busy machine they lose up to 30x to
@@ -665,9 +666,14 @@ class MultiFidelityBO:
             maxiter=self.settings.gp_maxiter,
         )
         feas = None
-        unstable = self.obs.unstable[self._window]
+        # Stability does not drift: unstable results older than the window still count.
+        start = self._window.start
+        rows = [i for i in range(start) if self.obs.unstable[i]] + list(
+            range(start, self.num_observations)
+        )
+        unstable = [self.obs.unstable[i] for i in rows]
         if self.settings.use_feasibility and any(unstable):
-            x = torch.tensor(self.obs.x[self._window], dtype=DTYPE)
+            x = torch.tensor([self.obs.x[i] for i in rows], dtype=DTYPE)
             feas = fit_feasibility(x, unstable, seed=self.seed)
         return model, feas, time.perf_counter() - t0
 

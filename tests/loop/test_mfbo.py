@@ -171,6 +171,19 @@ def test_feasibility_model_weights_proposals() -> None:
     assert sum(xi[0] > 0.6 for xi, _ in props) <= 1
 
 
+def test_unstable_results_older_than_the_window_are_still_avoided() -> None:
+    opt = _make(seed=1, max_observations=8)
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 2))
+    unstable = x[:, 0] > 0.6
+    opt.observe(x, [1] * 12, [_objective(xi, 1) for xi in x], [10.0] * 12, unstable=unstable)
+    x_new = rng.random((8, 2)) * [0.6, 1.0]  # newer results, all stable, none in the region
+    opt.observe(x_new, [1] * 8, [_objective(xi, 1) for xi in x_new], [10.0] * 8)
+    props = opt.propose(4)
+    assert opt.diagnostics["feasibility"] is True
+    assert sum(xi[0] > 0.6 for xi, _ in props) <= 1
+
+
 def test_fit_affine_cost() -> None:
     assert fit_affine_cost([0.0, 1.0], [2.0, 12.0], [3, 1]) == pytest.approx((2.0, 10.0))
     assert fit_affine_cost([0.0, 1.0], [5.0, None], [1, 0]) == (5.0, 0.0)
