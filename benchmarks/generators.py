@@ -49,6 +49,7 @@ import gymnasium as gym
 import mujoco
 import mujoco.rollout
 import numpy as np
+import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -371,8 +372,6 @@ def run(quick: bool) -> list[dict[str, Any]]:
         for (metric, case), rate in interleaved(group, rounds).items():
             record(dict(case), metric, rate)
         # RLlib: four EnvRunners alive at once, sampling in turns.
-        import torch
-
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         samplers, stops = {}, []
