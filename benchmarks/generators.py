@@ -6,9 +6,12 @@ Metrics (``env steps / s`` each):
 
 - ``vector_env_steps_per_s`` (family, fidelity, batch, thetas): ``BatchedVectorEnv`` with
   random actions and a theta drawn per episode from the whole space (``thetas=udr``: the
-  geometry changes every episode, so a compile per episode), from the numeric parameters
-  only (``thetas=udr_numeric``: masses, damping, gear... vary, geometry stays nominal, so
-  each sub-env's model is rewritten in place) or the nominal model (``thetas=nominal``).
+  lengths snap to their ``levels``, so after a cell's first two episodes its model is
+  rewritten in place; hopper's continuous lengths and terrain compile per episode), from
+  the numeric parameters only (``thetas=udr_numeric``: masses, damping, gear... vary,
+  geometry stays nominal, so each sub-env's model is rewritten in place) or the nominal
+  model (``thetas=nominal``). Compiled bases are shared by the process's envs, so later
+  measurements find more of them built, as later iterations of a run do.
 - ``reference_env_steps_per_s`` (family): the reference Gymnasium env, one env stepped at a
   time (families without one are skipped).
 - ``physics_limit_env_steps_per_s`` (family, fidelity, workload): raw ``mujoco.mj_step``

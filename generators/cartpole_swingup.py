@@ -66,7 +66,7 @@ SLIDER, HINGE = 0, 1
 SPACE = ParamSpace(
     [
         Param("pole_mass", 0.5, 2.0, 1.0, scale="log"),
-        Param("pole_length", 0.75, 1.3, 1.0, scale="log"),
+        Param("pole_length", 0.75, 1.3, 1.0, scale="log", levels=64),
         Param("cart_mass", 0.6, 1.6, 1.0, scale="log"),
         # The reference damping is tiny (5e-4 N s/m, 2e-6 N m s), so only large factors
         # matter: up to 0.5 N s/m on the slider and 2e-3 N m s on the hinge.

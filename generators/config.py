@@ -14,6 +14,8 @@ class ParamOverride:
     nominal: float | None = None
     scale: str | None = None
     """`linear` or `log`."""
+    levels: int | None = None
+    """Cells random draws snap to (0: continuous); the families set it on lengths."""
 
 
 @dataclass

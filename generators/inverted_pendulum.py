@@ -61,7 +61,7 @@ POLE_MASS = capsule_mass(POLE_RADIUS, math.hypot(*POLE_TIP) / 2.0)  # 5.02 kg
 SPACE = ParamSpace(
     [
         Param("pole_mass", 0.5, 2.0, 1.0, scale="log"),
-        Param("pole_length", 0.6, 1.6, 1.0, scale="log"),
+        Param("pole_length", 0.6, 1.6, 1.0, scale="log", levels=64),
         Param("cart_mass", 0.5, 2.0, 1.0, scale="log"),
         Param("hinge_damping", 0.25, 4.0, 1.0, scale="log"),
         Param("slider_damping", 0.25, 4.0, 1.0, scale="log"),

@@ -3,13 +3,22 @@
 A family's numeric parameters (masses, damping, gear, gravity...) only change numeric fields
 of the compiled model, so :class:`ModelSource` compiles once per fidelity and value of the
 structural parameters (lengths, terrain), a *base*, and writes the numeric parameters into
-model objects of that base in place (:meth:`~generators.families.Family.apply_numeric`).
+a model in place (:meth:`~generators.families.Family.apply_numeric`).
 
-Envs hold models in *slots* (one per sub-env). A slot drawing a new theta gets a model it
-owns alone: the one it already holds when the base is the same (rewritten in place, no
-allocation), an idle model of the base, a copy of the base, or, for a geometry seen before
-but not yet a base, the freshly compiled base itself. A geometry seen for the first time is
-compiled whole (numeric parameters included) and becomes a base only if it comes back.
+Bases of one layout (equal sizes and substeps, a *group*) differ from each other only in
+some numeric arrays (geom sizes and positions, body inertias, ``stat``...). A group keeps
+its first base compiled as a pristine *reference*; every later base stores only the fields
+in which it differs from the reference. So a slot (one per sub-env) owns one model per
+group and turns it into any base of the group by writing those fields: the model equals the
+compiled base field for field, without a compile or an allocation. Structural parameters
+with :attr:`~generators.space.Param.levels` make bases repeat under random draws.
+
+The bases of a family are shared by every source (env) of the process.
+
+A geometry seen for the first time is compiled (its base, then the numeric parameters
+written in: every model is made so, which keeps a theta's model the same bit for bit
+whatever the process built before) and becomes a base only if it comes back, so continuous
+structural draws cost one compile each.
 Thetas that repeat (point distributions, fixed thetas) use :meth:`ModelSource.shared`
 instead: one immutable model per theta, in an LRU cache.
 """
@@ -19,7 +28,7 @@ from __future__ import annotations
 import copy
 import operator
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +40,7 @@ if TYPE_CHECKING:
     from generators.modifiers import ModelEdit
 
 _SIZE_FIELDS: tuple[str, ...] | None = None  # MjModel size attributes, found on first use
-_IDLE_PER_BASE = 8  # idle models kept per base for other slots
+_BASES = 4096  # bases kept per family and process (each stores only its differing fields)
 
 
 def size_signature(model: mujoco.MjModel) -> tuple[int, ...]:
@@ -46,19 +55,101 @@ def size_signature(model: mujoco.MjModel) -> tuple[int, ...]:
     return tuple(getattr(model, name) for name in _SIZE_FIELDS)
 
 
-def _field_getter(path: str) -> Any:
-    return operator.attrgetter(path)
+_FIELD_PATHS: tuple[tuple[str, str, str], ...] | None = None  # (owner, name, path), found once
+
+
+def numeric_fields(model: mujoco.MjModel) -> dict[str, np.ndarray]:
+    """Copies of every numeric array of ``model`` and every numeric field of ``opt`` and
+    ``stat``, by path (``"geom_size"``, ``"opt.timestep"``); the model's sizes excluded."""
+    global _FIELD_PATHS
+    if _FIELD_PATHS is None:
+        paths = []
+        for owner, obj in (("", model), ("opt", model.opt), ("stat", model.stat)):
+            for name in dir(obj):
+                if name.startswith("_"):
+                    continue
+                value = getattr(obj, name)
+                if isinstance(value, bool) or not isinstance(value, np.ndarray | float | int):
+                    continue
+                if not owner and not isinstance(value, np.ndarray):
+                    continue  # a size: equal within a group, and read-only
+                if np.asarray(value).dtype.kind in "fiu":
+                    paths.append((owner, name, f"{owner}.{name}" if owner else name))
+        _FIELD_PATHS = tuple(paths)
+    structs = {"": model, "opt": model.opt, "stat": model.stat}
+    return {path: np.array(getattr(structs[owner], name)) for owner, name, path in _FIELD_PATHS}
+
+
+def _writer(path: str) -> Callable[[mujoco.MjModel, np.ndarray], None]:
+    """A function writing a value (as :func:`numeric_fields` reads it) to ``path``."""
+    if "." in path:
+        owner, name = path.split(".")
+
+        def write_struct(model: mujoco.MjModel, value: np.ndarray) -> None:
+            obj = getattr(model, owner)
+            if value.ndim:
+                getattr(obj, name)[...] = value
+            else:
+                setattr(obj, name, value.item())
+
+        return write_struct
+    get = operator.attrgetter(path)
+
+    def write_array(model: mujoco.MjModel, value: np.ndarray) -> None:
+        get(model)[...] = value
+
+    return write_array
+
+
+@dataclass
+class _Group:
+    """Bases of one layout: the pristine reference and the fields that vary among them."""
+
+    reference: mujoco.MjModel  # the group's first compiled base; never handed out
+    fields: dict[str, np.ndarray]  # the reference's values, by path
+    varying: list[str] = field(default_factory=list)  # paths some base differs in
+    paths: tuple[str, ...] = ()  # what turning a model into a base writes: varying + numeric
+    writers: tuple[Callable[[mujoco.MjModel, np.ndarray], None], ...] = ()
+    version: int = 0  # bumped when `paths` grows
+
+
+@dataclass
+class _Store:
+    """A process's compiled bases of one family, shared by all its sources (envs)."""
+
+    groups: dict[tuple[int, ...], _Group] = field(default_factory=dict)
+    bases: OrderedDict[tuple[Any, ...], _Base] = field(default_factory=OrderedDict)
+    seen: OrderedDict[tuple[Any, ...], None] = field(default_factory=OrderedDict)
+    """Geometries compiled once without a base (a second sighting makes one)."""
+    layouts: dict[tuple[int, ...], tuple[dict[str, ModelEdit], mujoco.MjData]] = field(
+        default_factory=dict
+    )
+    """Per group key: the numeric edits bound to the layout and a scratch for mj_setConst."""
+
+
+_STORES: dict[int, tuple[Family, _Store]] = {}
+
+
+def _store(family: Family) -> _Store:
+    entry = _STORES.get(id(family))
+    if entry is None or entry[0] is not family:
+        entry = _STORES[id(family)] = (family, _Store())
+    return entry[1]
+
+
+def clear_bases() -> None:
+    """Forget every family's compiled bases in this process (the next draws compile)."""
+    _STORES.clear()
 
 
 @dataclass
 class _Base:
-    """A compiled base: the pristine numeric fields, bound edits, idle models."""
+    """A compiled base: its group and the values where it differs from the reference."""
 
     group: tuple[int, ...]
-    template: mujoco.MjModel  # some model of this base (numeric fields may be edited)
     values: dict[str, np.ndarray]
-    edits: dict[str, ModelEdit]
-    idle: list[mujoco.MjModel] = field(default_factory=list)
+    row: list[np.ndarray] = field(default_factory=list)  # its values at the group's paths
+    version: int = -1  # the group version `row` follows
 
 
 class ModelSource:
@@ -70,7 +161,7 @@ class ModelSource:
         cache_size: Entries of the shared (per-theta) LRU cache.
 
     Attributes:
-        compiles: Models compiled so far (bases and shared models of non-numeric families).
+        compiles: Models compiled so far (bases, first sightings, shared models).
     """
 
     def __init__(self, family: Family, slots: int = 1, cache_size: int = 32) -> None:
@@ -79,34 +170,42 @@ class ModelSource:
         self._structural = family.structural_params
         self._numeric = family.numeric_params
         fields_ = {"opt.gravity"} if self._numeric else set()
-        self._fields: tuple[str, ...] = ()
         if self._numeric:
             modifiers = getattr(family, "modifiers", {})
             for name in self._numeric:
                 fields_.update(getattr(modifiers.get(name), "model_fields", ()))
-            self._fields = tuple(sorted(fields_))
-        self._getters = {path: _field_getter(path) for path in self._fields}
+        self._numeric_fields: tuple[str, ...] = tuple(sorted(fields_))
         self._shared: OrderedDict[tuple[Any, ...], tuple[mujoco.MjModel, tuple[int, ...]]] = (
             OrderedDict()
         )
         self._cache_size = cache_size
-        self._bases: OrderedDict[tuple[Any, ...], _Base] = OrderedDict()
-        self._base_size = max(cache_size, slots)
-        self._seen: OrderedDict[tuple[Any, ...], None] = OrderedDict()
-        """Geometries compiled once without a base (a second sighting makes one)."""
-        self._seen_size = 4 * self._base_size
-        self._slots: list[tuple[mujoco.MjModel, _Base] | None] = [None] * slots
-        self._scratch: dict[tuple[int, ...], mujoco.MjData] = {}
-        self._edits: dict[tuple[int, ...], dict[str, ModelEdit]] = {}
+        self._store = _store(family)
+        self._groups, self._bases, self._seen = (
+            self._store.groups,
+            self._store.bases,
+            self._store.seen,
+        )
+        self._slots: list[dict[tuple[int, ...], mujoco.MjModel]] = [{} for _ in range(slots)]
         self.compiles = 0
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without the caches (bound edits are closures; models are rebuilt on demand)."""
         state = self.__dict__.copy()
-        state["_shared"], state["_bases"] = OrderedDict(), OrderedDict()
-        state["_scratch"], state["_edits"], state["_seen"] = {}, {}, OrderedDict()
-        state["_slots"] = [None] * len(self._slots)
+        for name in ("_store", "_groups", "_bases", "_seen"):
+            del state[name]
+        state["_shared"] = OrderedDict()
+        state["_slots"] = [{} for _ in self._slots]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Join the unpickling process's store of the family's bases."""
+        self.__dict__.update(state)
+        self._store = _store(self.family)
+        self._groups, self._bases, self._seen = (
+            self._store.groups,
+            self._store.bases,
+            self._store.seen,
+        )
 
     def shared(
         self, slot: int, theta: Mapping[str, float], fidelity: str
@@ -116,12 +215,17 @@ class ModelSource:
         The group key is ``(substeps per control step, *size signature)``: models with
         equal keys step together in one rollout call.
         """
-        self.release(slot)
         key = (fidelity, *(theta[name] for name in self._params))
         entry = self._shared.get(key)
         if entry is None:
-            model, base = self._build(theta, fidelity)
-            entry = (model, base.group)
+            base = self._bases.get(self._base_key(theta, fidelity)) if self._numeric else None
+            if base is not None:  # a copy is cheaper than a compile
+                model = copy.copy(self._groups[base.group].reference)
+                self._set(model, base, theta)
+                entry = (model, base.group)
+            else:
+                model = self._compile(theta, fidelity)
+                entry = (model, self._group_key(model))
             self._shared[key] = entry
             if len(self._shared) > self._cache_size:
                 self._shared.popitem(last=False)
@@ -134,88 +238,102 @@ class ModelSource:
     ) -> tuple[mujoco.MjModel, tuple[int, ...]]:
         """A model at ``theta`` owned by ``slot`` until its next request, and its group key.
 
-        It may be the object the slot held before, rewritten in place.
+        It is the slot's model of the group, rewritten in place, except for a geometry seen
+        for the first time (compiled whole).
         """
         if not self._numeric:  # nothing to write in place: every theta is a compile
             return self.shared(slot, theta, fidelity)
-        key = (fidelity, *(theta[name] for name in self._structural))
-        held = self._slots[slot]
+        key = self._base_key(theta, fidelity)
         base = self._bases.get(key)
         if base is not None:
             self._bases.move_to_end(key)
-            if held is not None and held[1] is base:
-                model = held[0]
-            else:
-                self.release(slot)
-                model = base.idle.pop() if base.idle else copy.copy(base.template)
-            self._restore(model, base)
-            self._apply(model, base, theta)
         elif key not in self._seen:
-            # A geometry seen once (full-space randomization draws a new one per episode)
-            # is compiled with its numeric parameters, like `build_model`: setting up a base
-            # costs ~25% more than that compile and only pays when the geometry repeats.
-            self.release(slot)
+            # A geometry seen once (continuous structural draws make one per episode) is
+            # compiled with its numeric parameters: a base costs a compile plus a field
+            # comparison, and only pays when the geometry repeats.
             self._seen[key] = None
-            if len(self._seen) > self._seen_size:
+            if len(self._seen) > 4 * _BASES:
                 self._seen.popitem(last=False)
-            self.compiles += 1
-            model = self.family.build_model(theta, fidelity)
-            return model, (self.family.task.n_substeps(model), *size_signature(model))
+            model = self._compile(theta, fidelity)
+            return model, self._group_key(model)
         else:
-            self.release(slot)
-            model, base = self._build(theta, fidelity, key)
-        self._slots[slot] = (model, base)
+            base = self._new_base(theta, fidelity, key)
+        models = self._slots[slot]
+        model = models.get(base.group)
+        if model is None:
+            model = models[base.group] = copy.copy(self._groups[base.group].reference)
+        self._set(model, base, theta)
         return model, base.group
 
-    def release(self, slot: int) -> None:
-        """Give the slot's private model (if any) to its base's idle list."""
-        held = self._slots[slot]
-        if held is None:
-            return
-        self._slots[slot] = None
-        model, base = held
-        if len(base.idle) < _IDLE_PER_BASE:
-            base.idle.append(model)
+    def _base_key(self, theta: Mapping[str, float], fidelity: str) -> tuple[Any, ...]:
+        return (fidelity, *(theta[name] for name in self._structural))
 
-    def _build(
-        self, theta: Mapping[str, float], fidelity: str, key: tuple[Any, ...] | None = None
-    ) -> tuple[mujoco.MjModel, _Base]:
-        """A new model at ``theta`` (compiling and registering its base if new)."""
-        if key is None:
-            key = (fidelity, *(theta[name] for name in self._structural))
-        base = self._bases.get(key)
-        if base is not None:  # a copy is cheaper than a compile
-            model = copy.copy(base.template)
-            self._restore(model, base)
-        else:
-            self.compiles += 1
-            model = self.family.build_base_model(theta, fidelity)
-            group = (self.family.task.n_substeps(model), *size_signature(model))
-            values = {path: np.array(get(model)) for path, get in self._getters.items()}
-            edits = self._edits.get(group)  # element ids are those of the layout
-            if edits is None:
-                edits = self._edits[group] = (
-                    self.family.numeric_edits(model) if self._numeric else {}
-                )
-            base = _Base(group, model, values, edits)
-            self._bases[key] = base
-            if len(self._bases) > self._base_size:
-                self._bases.popitem(last=False)
-        self._apply(model, base, theta)
-        return model, base
+    def _group_key(self, model: mujoco.MjModel) -> tuple[int, ...]:
+        return (self.family.task.n_substeps(model), *size_signature(model))
 
-    def _restore(self, model: mujoco.MjModel, base: _Base) -> None:
-        """Put the base's values back into the fields the numeric edits write."""
-        for path, value in base.values.items():
-            if path.startswith("opt."):
-                setattr(model.opt, path[4:], value)
-            else:
-                self._getters[path](model)[...] = value
+    def _compile(self, theta: Mapping[str, float], fidelity: str) -> mujoco.MjModel:
+        """A new model at ``theta``: its base compiled, the numeric parameters written in.
 
-    def _apply(self, model: mujoco.MjModel, base: _Base, theta: Mapping[str, float]) -> None:
+        As every model of the source is made so (never by compiling the numeric parameters),
+        a theta's model is the same bit for bit whatever the process built before.
+        """
+        self.compiles += 1
         if not self._numeric:
-            return
-        data = self._scratch.get(base.group)
-        if data is None:
-            data = self._scratch[base.group] = mujoco.MjData(model)
-        self.family.apply_numeric(model, theta, base.edits, data)
+            return self.family.build_model(theta, fidelity)
+        model = self.family.build_base_model(theta, fidelity)
+        self._apply(model, self._group_key(model), theta)
+        return model
+
+    def _apply(
+        self, model: mujoco.MjModel, gkey: tuple[int, ...], theta: Mapping[str, float]
+    ) -> None:
+        """Write ``theta``'s numeric parameters into ``model`` (at its base's values)."""
+        layout = self._store.layouts.get(gkey)
+        if layout is None:
+            layout = self._store.layouts[gkey] = (
+                self.family.numeric_edits(model),
+                mujoco.MjData(model),
+            )
+        self.family.apply_numeric(model, theta, *layout)
+
+    def _new_base(self, theta: Mapping[str, float], fidelity: str, key: tuple[Any, ...]) -> _Base:
+        """Compile the base at ``theta``'s structural parameters and register it."""
+        self.compiles += 1
+        model = self.family.build_base_model(theta, fidelity)
+        gkey = self._group_key(model)
+        group = self._groups.get(gkey)
+        values: dict[str, np.ndarray] = {}
+        if group is None:
+            group = self._groups[gkey] = _Group(reference=model, fields=numeric_fields(model))
+            self._plan(group)
+        else:
+            grown = False
+            for path, value in numeric_fields(model).items():
+                ref = group.fields[path]
+                if value.shape != ref.shape or value.tobytes() != ref.tobytes():
+                    values[path] = value
+                    if path not in group.varying:
+                        group.varying.append(path)
+                        grown = True
+            if grown:
+                self._plan(group)
+        base = self._bases[key] = _Base(gkey, values)
+        if len(self._bases) > _BASES:
+            self._bases.popitem(last=False)
+        return base
+
+    def _plan(self, group: _Group) -> None:
+        """(Re)build what making a model of ``group`` a base writes, in order."""
+        group.paths = tuple(dict.fromkeys((*group.varying, *self._numeric_fields)))
+        group.writers = tuple(_writer(path) for path in group.paths)
+        group.version += 1
+
+    def _set(self, model: mujoco.MjModel, base: _Base, theta: Mapping[str, float]) -> None:
+        """Make ``model`` (of the base's group) the base, then write the numeric params."""
+        group = self._groups[base.group]
+        if base.version != group.version:
+            base.row = [base.values.get(path, group.fields[path]) for path in group.paths]
+            base.version = group.version
+        for write, value in zip(group.writers, base.row, strict=True):
+            write(model, value)
+        self._apply(model, base.group, theta)

@@ -77,8 +77,8 @@ SPACE = ParamSpace(
         # Armature (1 kg m^2 per joint) dominates the arm's inertia: the "effective mass".
         Param("armature", 0.5, 2.0, 1.0, scale="log"),
         # Short links leave part of the 0.2 m target disc out of reach; 0.9x keeps 0.19 m.
-        Param("link0_length", 0.9, 1.3, 1.0, scale="log"),
-        Param("link1_length", 0.9, 1.3, 1.0, scale="log"),
+        Param("link0_length", 0.9, 1.3, 1.0, scale="log", levels=32),
+        Param("link1_length", 0.9, 1.3, 1.0, scale="log", levels=32),
         Param("joint_damping", 0.5, 2.0, 1.0, scale="log"),
         Param("joint_friction", 0.0, 5.0, 0.0),  # absolute dry friction, N m (max 200 N m)
         Param("actuator_gain", 0.6, 1.5, 1.0),

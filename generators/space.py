@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 SCALES = ("linear", "log")
-_OVERRIDABLE = ("low", "high", "nominal", "scale")
+_OVERRIDABLE = ("low", "high", "nominal", "scale", "levels")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,11 @@ class Param:
         integer: Whether values are whole numbers. The unit interval is split into
             ``high - low + 1`` equal bins, one per integer, so uniform sampling in the unit
             cube gives every integer the same probability and ``to_unit`` returns bin centres.
+        levels: ``0`` (continuous) or the number of equal cells of the unit interval whose
+            centres random draws of a task distribution snap to (:meth:`ParamSpace.snap`).
+            Families set it on structural parameters (lengths): a model compiled once per
+            cell is then rewritten in place per episode instead of compiling one per draw
+            (:mod:`generators.models`).
 
     Raises:
         ValueError: On invalid fields; the message starts with the offending field name.
@@ -44,6 +49,7 @@ class Param:
     nominal: float
     scale: str = "linear"
     integer: bool = False
+    levels: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -66,6 +72,13 @@ class Param:
                 f"nominal: must be within [low, high] ({self.nominal} not in "
                 f"[{self.low}, {self.high}])"
             )
+        if isinstance(self.levels, bool) or not isinstance(self.levels, int | np.integer):
+            raise ValueError(f"levels: must be a whole number (got {self.levels!r})")
+        if self.levels < 0 or self.levels == 1:
+            raise ValueError(f"levels: must be 0 (continuous) or >= 2 (got {self.levels})")
+        if self.levels and self.integer:
+            raise ValueError("levels: an integer parameter is discrete already")
+        object.__setattr__(self, "levels", int(self.levels))
         if self.integer:
             for field in ("low", "high", "nominal"):
                 value = getattr(self, field)
@@ -182,6 +195,16 @@ class ParamSpace:
             raise ValueError(f"duplicate parameter names: {', '.join(dupes)}")
         self._params = params
         self._by_name = {p.name: p for p in params}
+        self._levels = np.array([p.levels for p in params], dtype=float)
+        self._snapped = np.flatnonzero(self._levels)
+        # The maps' constants, precomputed: they run at every episode's draw.
+        spans = np.array([p._span() for p in params])
+        self._span_low, self._span_width = spans[:, 0], spans[:, 1] - spans[:, 0]
+        self._log = np.array([p.scale == "log" for p in params])
+        self._from_unit = tuple(
+            (p.name, a, b - a, p.scale == "log", p.integer, p.low, p.high)
+            for p, (a, b) in zip(params, spans.tolist(), strict=True)
+        )
 
     @property
     def names(self) -> list[str]:
@@ -258,20 +281,39 @@ class ParamSpace:
         values = np.asarray(values, dtype=float)
         if values.ndim != 2 or values.shape[1] != self.dim:
             raise ValueError(f"values have shape {values.shape}, expected (n, {self.dim})")
-        spans = np.array([p._span() for p in self._params])
-        log = np.array([p.scale == "log" for p in self._params])
+        log = self._log
         if (values[:, log] <= 0).any():
             raise ValueError("log-scale values must be > 0")
         x = values.copy()
         x[:, log] = np.log(x[:, log])
-        return (x - spans[:, 0]) / (spans[:, 1] - spans[:, 0])
+        return (x - self._span_low) / self._span_width
+
+    def snap(self, u: np.ndarray | Sequence[float]) -> np.ndarray:
+        """Unit point ``u`` (shape ``(d,)``) with every parameter that has ``levels`` moved
+        to the centre of its cell; the others unchanged."""
+        u = np.array(u, dtype=float)
+        for j in self._snapped.tolist():
+            levels = self._levels[j]
+            cell = min(math.floor(min(max(float(u[j]), 0.0), 1.0) * levels), levels - 1)
+            u[j] = (cell + 0.5) / levels
+        return u
 
     def from_unit(self, u: np.ndarray | Sequence[float]) -> dict[str, float]:
         """Map unit-cube coordinates, shape ``(d,)``, to theta (clipped to the bounds)."""
         u = np.asarray(u, dtype=float)
         if u.shape != (self.dim,):
             raise ValueError(f"unit point has shape {u.shape}, expected ({self.dim},)")
-        return {p.name: p.from_unit(ui) for p, ui in zip(self._params, u, strict=True)}
+        theta = {}
+        for (name, a, width, log, integer, low, high), ui in zip(
+            self._from_unit, u.tolist(), strict=True
+        ):  # Param.from_unit's arithmetic, inlined
+            x = a + min(max(ui, 0.0), 1.0) * width
+            if log:
+                x = math.exp(x)
+            if integer:
+                x = float(round(x))
+            theta[name] = min(max(x, low), high)
+        return theta
 
     def sample(self, rng: np.random.Generator, n: int) -> list[dict[str, float]]:
         """Draw ``n`` thetas uniformly in the unit cube (log params are log-uniform)."""
@@ -343,7 +385,7 @@ class ParamSpace:
         return regions
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        """Return ``{name: {low, high, nominal, scale, integer}}`` as plain JSON data."""
+        """Return ``{name: {low, high, nominal, scale, integer, levels}}`` as plain JSON data."""
         return {p.name: p.to_dict() for p in self._params}
 
     @classmethod

@@ -522,8 +522,6 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             draw = self._points.get(id(dist)) if fixed_theta is None else None
             if draw is None:
                 draw = self._draw(i, dist, rng, fixed_theta)
-            elif draw.model is not self._models[i]:
-                self._source.release(i)  # the slot's private model (if any) is idle now
             if draw.model is not self._models[i]:
                 self._set_model(i, draw.model, draw.key)
             if draw.constants is not None:

@@ -11,6 +11,7 @@ import pytest
 
 import generators
 from generators import Family, ParamSpace, RealityProxy
+from generators.models import clear_bases
 
 REALITY = "gymnasium/InvertedPendulum-v5"
 
@@ -19,6 +20,13 @@ REALITY = "gymnasium/InvertedPendulum-v5"
 def _scratch_cwd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Run in a scratch directory: MuJoCo appends its warnings to ./MUJOCO_LOG.TXT."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _no_compiled_bases() -> None:
+    """Start without compiled bases: the envs of a process share them, and tests count
+    compiles."""
+    clear_bases()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 import generators
 from generators import Family, TaskDistribution
-from generators.models import ModelSource
+from generators.models import ModelSource, clear_bases
 
 NAMES = sorted(generators.FAMILIES)
 
@@ -146,7 +146,8 @@ def test_shared_models_are_cached_and_never_edited(family: Family) -> None:
 
 def test_envs_use_in_place_models(family: Family) -> None:
     """Under per-episode thetas of fixed geometry, resets compile nothing after the first two
-    (the geometry's first sighting is compiled whole, the second makes it a base)."""
+    (the geometry's first sighting is compiled whole, the second makes it a base), and the
+    envs of a process share bases."""
     space = family.space
     low = [0.0] * space.dim
     high = [1.0] * space.dim
@@ -162,4 +163,63 @@ def test_envs_use_in_place_models(family: Family) -> None:
     for seed in range(5):
         env.reset(seed=seed)
         assert_models_equal(family.build_model(env.theta, "coarse"), env.model)
-    assert env._source.compiles == 2
+    assert env._source.compiles == 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_slot_model_becomes_any_base_of_its_group(name: str) -> None:
+    """Bases of one layout differ only in fields the source writes: one model per slot and
+    group turns into each geometry exactly, back and forth, without compiling."""
+    family = generators.get_family(name)
+    source = ModelSource(family, slots=1)
+    thetas = random_thetas(family, 3, seed=5)
+    for theta in thetas:  # a first sighting (compiled whole), then a base
+        source.private(0, theta, "fine")
+        source.private(0, theta, "fine")
+    compiles = source.compiles
+    models, groups = set(), set()
+    for theta in [*thetas, *reversed(thetas), thetas[1]]:
+        model, group = source.private(0, theta, "fine")
+        compiled = family.build_model(theta, "fine")
+        assert_models_equal(compiled, model)
+        np.testing.assert_allclose(
+            trajectory(family, model, 50), trajectory(family, compiled, 50), rtol=0, atol=1e-9
+        )
+        models.add(id(model))
+        groups.add(group)
+    assert source.compiles == compiles
+    assert len(models) == len(groups)
+
+
+def test_levelled_lengths_compile_at_most_twice_per_cell(family: Family) -> None:
+    """Whole-space draws: a length cell's first episode compiles whole, its second makes a
+    base, and every later episode in it rewrites the sub-env's model in place."""
+    j = family.space.names.index("pole_length")
+    venv = family.make_vector_env(4, distribution=TaskDistribution.uniform(family.space, "coarse"))
+    venv.reset(seed=0)
+    for _ in range(1500):
+        venv.step(np.full((4, 1), 3.0))
+    episodes = venv.episode_log.drain()
+    cells = {round(e["theta_u"][j], 9) for e in episodes} | {round(u, 9) for u in venv._unit[:, j]}
+    assert len(episodes) > 4 * len(cells)  # cells repeat
+    assert venv._source.compiles <= 2 * len(cells)
+    for i in range(4):
+        theta = dict(zip(family.space.names, venv._theta[i], strict=True))
+        assert_models_equal(family.build_model(theta, "coarse"), venv._models[i])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_thetas_model_does_not_depend_on_what_was_built_before(name: str) -> None:
+    """First sighting, base rewrite or shared: the same bits (so runs repeat exactly in a
+    process whose envs already built bases)."""
+    family = generators.get_family(name)
+    thetas = random_thetas(family, 2, seed=11)
+    fresh = ModelSource(family, slots=1).private(0, thetas[0], "fine")[0]  # first sighting
+    fields = _fields(fresh)
+    for theta in (thetas[1], thetas[0], thetas[1], thetas[0]):  # now bases, rewritten
+        model = ModelSource(family, slots=1).private(0, theta, "fine")[0]
+    clear_bases()
+    shared = ModelSource(family, slots=1).shared(0, thetas[0], "fine")[0]
+    for other in (model, shared):
+        for path, value in _fields(other).items():
+            np.testing.assert_array_equal(value, fields[path], err_msg=path)

@@ -87,6 +87,11 @@ def test_integer_log_scale() -> None:
         ({"low": float("nan"), "high": 1.0, "nominal": 0.5}, "low: must be finite"),
         ({"low": 0.0, "high": float("inf"), "nominal": 0.5}, "high: must be finite"),
         ({"low": "0", "high": 1.0, "nominal": 0.5}, "low: must be a number"),
+        ({"low": 0.0, "high": 1.0, "nominal": 0.5, "levels": 1}, "levels: must be 0"),
+        ({"low": 0.0, "high": 1.0, "nominal": 0.5, "levels": -4}, "levels: must be 0"),
+        ({"low": 0.0, "high": 1.0, "nominal": 0.5, "levels": 2.5}, "levels: must be a whole"),
+        ({"low": 0.0, "high": 1.0, "nominal": 0.5, "levels": True}, "levels: must be a whole"),
+        ({"low": 0, "high": 3, "nominal": 0, "integer": True, "levels": 4}, "levels: an integer"),
     ],
 )
 def test_param_validation(kwargs: dict, message: str) -> None:
@@ -222,6 +227,7 @@ def test_dict_round_trip_through_json() -> None:
         "nominal": 1.0,
         "scale": "log",
         "integer": False,
+        "levels": 0,
     }
     assert ParamSpace.from_dict(data) == space
     with pytest.raises(ValueError, match=r"^mass\.low: must be < high"):
@@ -271,3 +277,31 @@ def test_region_dict_round_trip(space: ParamSpace) -> None:
     assert again.label == region.label == "cart_mass[2/4]"
     np.testing.assert_array_equal(again.low, region.low)
     np.testing.assert_array_equal(again.high, region.high)
+
+
+def test_snap_moves_levelled_params_to_cell_centres() -> None:
+    space = ParamSpace(
+        [
+            Param("length", 0.5, 2.0, 1.0, scale="log", levels=4),
+            Param("gain", 0.0, 10.0, 5.0),
+        ]
+    )
+    snapped = space.snap([0.0, 0.3])
+    np.testing.assert_allclose(snapped, [0.125, 0.3])
+    np.testing.assert_allclose(space.snap([0.74, 1.0])[0], 0.625)
+    np.testing.assert_allclose(space.snap([1.0, 0.0])[0], 0.875)  # the top edge is in the last
+    u = np.random.default_rng(0).uniform(size=(500, 2))
+    cells = np.unique([space.snap(row)[0] for row in u])
+    np.testing.assert_allclose(cells, [0.125, 0.375, 0.625, 0.875])
+    assert ParamSpace([Param("gain", 0.0, 10.0, 5.0)]).snap([0.3]) == [0.3]
+
+
+def test_levels_override_and_round_trip(space: ParamSpace) -> None:
+    assert space["pole_length"].levels > 0  # the family's default for a length
+    continuous = space.with_overrides({"pole_length": {"levels": 0}, "pole_mass": {"levels": 8}})
+    assert continuous["pole_length"].levels == 0 and continuous["pole_mass"].levels == 8
+    assert ParamSpace.from_dict(json.loads(json.dumps(continuous.to_dict()))) == continuous
+    old = {
+        name: {k: v for k, v in d.items() if k != "levels"} for name, d in space.to_dict().items()
+    }
+    assert all(p.levels == 0 for p in ParamSpace.from_dict(old))  # older run data: continuous

@@ -42,6 +42,21 @@ def test_uniform_covers_the_space(space: ParamSpace) -> None:
     assert units[:, continuous].min() < 0.05 and units[:, continuous].max() > 0.95
 
 
+def test_box_draws_snap_levelled_params_and_points_do_not(space: ParamSpace) -> None:
+    j = space.names.index("pole_length")
+    levels = space["pole_length"].levels
+    rng = np.random.default_rng(3)
+    uniform = TaskDistribution.uniform(space)
+    drawn = np.array([space.to_unit(uniform.sample(space, rng))[j] for _ in range(2000)])
+    cells = np.round(drawn * levels - 0.5, 9)
+    np.testing.assert_allclose(cells, np.round(cells), atol=1e-6)  # every draw a cell centre
+    counts = np.bincount(np.round(cells).astype(int), minlength=levels)
+    assert counts.size == levels and counts.min() > 0  # every cell drawn, about equally
+    theta = {"pole_length": 1.2345}
+    point = TaskDistribution.point(space, theta).sample(space, rng)
+    assert point["pole_length"] == pytest.approx(1.2345, rel=1e-12)
+
+
 def test_mixture_samples_stay_in_boxes(space: ParamSpace) -> None:
     regions = space.regions(["pole_mass", "pole_length"], bins=3)
     # a box and a point outside regions 0, 4 and 8, so every draw has one source
