@@ -110,6 +110,7 @@ class _Group:
     varying: list[str] = field(default_factory=list)  # paths some base differs in
     paths: tuple[str, ...] = ()  # what turning a model into a base writes: varying + numeric
     writers: tuple[Callable[[mujoco.MjModel, np.ndarray], None], ...] = ()
+    numeric: tuple[int, ...] = ()  # positions of the numeric edits' fields in `paths`
     version: int = 0  # bumped when `paths` grows
 
 
@@ -185,7 +186,8 @@ class ModelSource:
             self._store.bases,
             self._store.seen,
         )
-        self._slots: list[dict[tuple[int, ...], mujoco.MjModel]] = [{} for _ in range(slots)]
+        self._slots: list[dict[tuple[int, ...], list[Any]]] = [{} for _ in range(slots)]
+        """Per slot and group key: ``[model, the base it was last made]``."""
         self.compiles = 0
 
     def __getstate__(self) -> dict[str, Any]:
@@ -258,12 +260,15 @@ class ModelSource:
             return model, self._group_key(model)
         else:
             base = self._new_base(theta, fidelity, key)
-        models = self._slots[slot]
-        model = models.get(base.group)
-        if model is None:
-            model = models[base.group] = copy.copy(self._groups[base.group].reference)
-        self._set(model, base, theta)
-        return model, base.group
+        held = self._slots[slot].get(base.group)
+        if held is None:
+            held = self._slots[slot][base.group] = [
+                copy.copy(self._groups[base.group].reference),
+                None,
+            ]
+        self._set(held[0], base, theta, same=held[1] is base)
+        held[1] = base
+        return held[0], base.group
 
     def _base_key(self, theta: Mapping[str, float], fidelity: str) -> tuple[Any, ...]:
         return (fidelity, *(theta[name] for name in self._structural))
@@ -326,14 +331,25 @@ class ModelSource:
         """(Re)build what making a model of ``group`` a base writes, in order."""
         group.paths = tuple(dict.fromkeys((*group.varying, *self._numeric_fields)))
         group.writers = tuple(_writer(path) for path in group.paths)
+        group.numeric = tuple(group.paths.index(path) for path in self._numeric_fields)
         group.version += 1
 
-    def _set(self, model: mujoco.MjModel, base: _Base, theta: Mapping[str, float]) -> None:
-        """Make ``model`` (of the base's group) the base, then write the numeric params."""
+    def _set(
+        self, model: mujoco.MjModel, base: _Base, theta: Mapping[str, float], same: bool = False
+    ) -> None:
+        """Make ``model`` (of the base's group) the base, then write the numeric params.
+
+        ``same``: the model was last made this base, so only the numeric fields need their
+        base values back.
+        """
         group = self._groups[base.group]
         if base.version != group.version:
             base.row = [base.values.get(path, group.fields[path]) for path in group.paths]
             base.version = group.version
-        for write, value in zip(group.writers, base.row, strict=True):
-            write(model, value)
+        if same:
+            for i in group.numeric:
+                group.writers[i](model, base.row[i])
+        else:
+            for write, value in zip(group.writers, base.row, strict=True):
+                write(model, value)
         self._apply(model, base.group, theta)

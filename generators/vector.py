@@ -515,7 +515,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
 
     def _reset_envs(self, idx: np.ndarray, fixed_theta: Mapping[str, float] | None) -> None:
         """Start a new episode in each sub-env of ``idx``, as ``TaskEnv.reset`` does."""
-        draws = []
+        draws, qpos, qvel = [], [], []
         for i in idx:
             rng = self._rng(i)
             dist = self._dists[i]
@@ -534,11 +534,14 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                 self.task.initialize_episode(model, data, rng)
                 mujoco.mj_getState(model, data, self._state[i], _FULLPHYSICS)
             else:  # the state row alone: the reset state with the task's qpos and qvel
-                qpos, qvel = self.task.initial_state(draw.model, rng)
-                self._state[i] = draw.reset_state
-                self._state[i, self._slices["qpos"]] = qpos
-                self._state[i, self._slices["qvel"]] = qvel
+                q, v = self.task.initial_state(draw.model, rng)
+                qpos.append(q)
+                qvel.append(v)
             draws.append(draw)
+        if qpos:  # the state rows, one array write per part
+            self._state[idx] = [d.reset_state for d in draws]
+            self._state[idx, self._slices["qpos"]] = qpos
+            self._state[idx, self._slices["qvel"]] = qvel
         # Per-episode bookkeeping, one array write per field.
         effects = [d.effects for d in draws]
         latency = np.array([e.latency_steps for e in effects], dtype=np.int64)
