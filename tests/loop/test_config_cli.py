@@ -30,6 +30,7 @@ BAD = [
     (["space.pole_mass.nominal=9"], "space.pole_mass.nominal"),
     (["space.pole_mass.scale=cubic"], "space.pole_mass.scale"),
     (["space.not_a_param.low=1"], "space.not_a_param"),
+    (["space.pole_length.levels=1"], "space.pole_length.levels"),
     (["budget.iterations=0"], "budget.iterations"),
     (["budget.fine_env_steps=-5"], "budget.fine_env_steps"),
     (["budget.wall_s=0"], "budget.wall_s"),
@@ -84,9 +85,13 @@ def test_missing_config_file_is_a_config_error() -> None:
 
 
 def test_default_config_loads_and_overrides_apply() -> None:
-    cfg, resolved = load_config(DEFAULT, ["seed=7", "space.pole_mass.high=1.8"])
+    cfg, resolved = load_config(
+        DEFAULT, ["seed=7", "space.pole_mass.high=1.8", "space.pole_length.levels=0"]
+    )
     assert cfg.seed == 7
     assert cfg.space["pole_mass"].high == 1.8
+    assert cfg.param_space()["pole_length"].levels == 0  # continuous: a compile per draw
+    assert load_config(DEFAULT)[0].param_space()["pole_length"].levels == 64
     assert resolved.reality.env == "gymnasium/InvertedPendulum-v5"
 
 
