@@ -226,8 +226,7 @@ class ModelSource:
                 self._set(model, base, theta)
                 entry = (model, base.group)
             else:
-                model = self._compile(theta, fidelity)
-                entry = (model, self._group_key(model))
+                entry = self._compile(theta, fidelity)
             self._shared[key] = entry
             if len(self._shared) > self._cache_size:
                 self._shared.popitem(last=False)
@@ -241,7 +240,7 @@ class ModelSource:
         """A model at ``theta`` owned by ``slot`` until its next request, and its group key.
 
         It is the slot's model of the group, rewritten in place, except for a geometry seen
-        for the first time (compiled whole).
+        for the first time (compiled, not kept as a base).
         """
         if not self._numeric:  # nothing to write in place: every theta is a compile
             return self.shared(slot, theta, fidelity)
@@ -251,13 +250,12 @@ class ModelSource:
             self._bases.move_to_end(key)
         elif key not in self._seen:
             # A geometry seen once (continuous structural draws make one per episode) is
-            # compiled with its numeric parameters: a base costs a compile plus a field
-            # comparison, and only pays when the geometry repeats.
+            # compiled and used as it is: registering a base costs a field comparison on
+            # top, which only pays when the geometry repeats.
             self._seen[key] = None
             if len(self._seen) > 4 * _BASES:
                 self._seen.popitem(last=False)
-            model = self._compile(theta, fidelity)
-            return model, self._group_key(model)
+            return self._compile(theta, fidelity)
         else:
             base = self._new_base(theta, fidelity, key)
         held = self._slots[slot].get(base.group)
@@ -276,18 +274,23 @@ class ModelSource:
     def _group_key(self, model: mujoco.MjModel) -> tuple[int, ...]:
         return (self.family.task.n_substeps(model), *size_signature(model))
 
-    def _compile(self, theta: Mapping[str, float], fidelity: str) -> mujoco.MjModel:
-        """A new model at ``theta``: its base compiled, the numeric parameters written in.
+    def _compile(
+        self, theta: Mapping[str, float], fidelity: str
+    ) -> tuple[mujoco.MjModel, tuple[int, ...]]:
+        """A new model at ``theta`` and its group key: its base compiled, the numeric
+        parameters written in.
 
         As every model of the source is made so (never by compiling the numeric parameters),
         a theta's model is the same bit for bit whatever the process built before.
         """
         self.compiles += 1
         if not self._numeric:
-            return self.family.build_model(theta, fidelity)
+            model = self.family.build_model(theta, fidelity)
+            return model, self._group_key(model)
         model = self.family.build_base_model(theta, fidelity)
-        self._apply(model, self._group_key(model), theta)
-        return model
+        gkey = self._group_key(model)
+        self._apply(model, gkey, theta)
+        return model, gkey
 
     def _apply(
         self, model: mujoco.MjModel, gkey: tuple[int, ...], theta: Mapping[str, float]
