@@ -22,19 +22,29 @@ ARD length scales, `MultiFidelityBO.relevance`; ties go to the lower index) and 
 ``[0, 1]`` in all others: the mixture concentrates where the signal varies and keeps the
 uniform marginal everywhere else. The initial design (no GP yet) uses boxes narrow in
 every dimension, as does ``focus_dims: null`` (or a value >= the space's dimension) always.
+
+With `controller.relevance: returns` the ranking comes instead from an ARD GP of the latest
+training episodes' returns on (theta, fidelity): up to 256 episodes, the most recent first,
+each iteration's mean return removed so that the learner's progress between iterations is
+not read as a dependence on theta. Its length scales say along which parameters the
+learner's competence varies, from hundreds of episodes, where the learning-signal GP sees
+``q`` observations per iteration in 8-11 dimensions and its ranking can wander.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from generators import ParamSpace
 from loop.controllers import Controller, Proposal, ProposalResult, local_progress
-from loop.mfbo import MFBOSettings, MultiFidelityBO
+from loop.mfbo import MFBOSettings, MultiFidelityBO, kernel_relevance
+from surrogates import fit_unit_cube_gp
 
 if TYPE_CHECKING:
     from loop.config import ControllerConfig
@@ -42,6 +52,9 @@ if TYPE_CHECKING:
 
 _WINDOW_CAP = 4096
 """Most recent stable episodes kept as the previous window of `signal: local`."""
+
+_RETURN_EPISODES = 256
+"""Most recent stable episodes `relevance: returns` fits its GP to (fit well under 1 s)."""
 
 
 class BOController(Controller):
@@ -78,6 +91,7 @@ class BOController(Controller):
         self.bo = MultiFidelityBO(space.dim, self.fidelities, seed=seed, settings=settings)
         self._last_cost: dict[str, float] = {}
         self._previous: list[dict[str, Any]] = []  # last iteration's episodes (signal: local)
+        self._returns: list[dict[str, Any]] = []  # latest episodes (relevance: returns)
 
     @property
     def target(self) -> str:
@@ -91,15 +105,18 @@ class BOController(Controller):
         return next((f for f in above if f in allowed), self.target)
 
     def focus(self) -> tuple[list[int], np.ndarray | None]:
-        """The dims the next boxes are narrow in (ascending) and the GP's relevance.
+        """The dims the next boxes are narrow in (ascending) and their relevance.
 
-        The `controller.focus_dims` most relevant dims of the GP the last `propose` fitted
-        (ties go to the lower index); every dim in the initial design (no GP) or when
-        `focus_dims` is null or at least the space's dimension.
+        The `controller.focus_dims` most relevant dims (ties go to the lower index) by the
+        GP the last `propose` fitted, or with `relevance: returns` by the episode-return GP
+        (`return_relevance`); every dim without a GP yet or when `focus_dims` is null or at
+        least the space's dimension.
         """
         d = self.space.dim
         relevance = None
-        if self.bo.diagnostics.get("fallback") != "initial_design":
+        if self.config.relevance == "returns":
+            relevance = self.return_relevance()
+        elif self.bo.diagnostics.get("fallback") != "initial_design":
             relevance = self.bo.relevance()
         k = self.config.focus_dims
         if relevance is None or k is None or k >= d:
@@ -108,10 +125,27 @@ class BOController(Controller):
         order = sorted(range(d), key=lambda i: (-score[i], i))
         return sorted(order[:k]), relevance
 
+    def return_relevance(self) -> np.ndarray | None:
+        """Per theta dimension, the inverse ARD length scale of a GP of the latest training
+        episodes' returns (centred per iteration) on theta and fidelity; None with fewer
+        than ``max(16, 2 d)`` episodes. Deterministic given the kept episodes."""
+        rows = self._returns
+        if len(rows) < max(16, 2 * self.space.dim):
+            return None
+        top = max(len(self.fidelities) - 1, 1)
+        x = torch.tensor([r["theta_u"] + [r["fidelity"] / top] for r in rows], dtype=torch.float64)
+        y = torch.tensor([r["return"] for r in rows], dtype=torch.float64)
+        with torch.random.fork_rng():
+            torch.manual_seed(self.bo.seed)
+            model = fit_unit_cube_gp(x, y)
+        return kernel_relevance(model.covar_module, list(range(self.space.dim)), x.shape[1])
+
     def propose(self, history: Sequence[Mapping[str, Any]]) -> list[Proposal]:
         cfg = self.config
         points = self.bo.propose(cfg.q)
+        t0 = time.perf_counter()
         dims, relevance = self.focus()
+        relevance_s = time.perf_counter() - t0
         weight = (1.0 - cfg.explore_share) / len(points)
         proposals = []
         for x, k in points:
@@ -145,6 +179,8 @@ class BOController(Controller):
                 "relevance": None if relevance is None else relevance.tolist(),
                 "focus_dims": dims,
                 "focus_params": [self.space.names[i] for i in dims],
+                "relevance_source": cfg.relevance,
+                "relevance_s": relevance_s,
             }
         )
         return proposals
@@ -163,6 +199,8 @@ class BOController(Controller):
         fids = [r.proposal.fidelity for r in learn]
         values = [r.value for r in learn]
         unstable = [r.unstable > 0 for r in learn]
+        if self.config.relevance == "returns":
+            self._keep_returns(episodes or [])
         if self.config.signal == "local":
             points, fids, values, unstable = self._local_signal(learn, list(episodes or []))
         if not points:
@@ -174,6 +212,28 @@ class BOController(Controller):
             [self._last_cost.get(f, 1.0) for f in fids],
             unstable=unstable,
         )
+
+    def _keep_returns(self, episodes: Sequence[Mapping[str, Any]]) -> None:
+        """Add this iteration's stable episodes (return minus their mean, in finish order)
+        to the window `return_relevance` fits, keeping the latest `_RETURN_EPISODES`."""
+        kept = [
+            e
+            for e in episodes
+            if not e["unstable"] and e["fidelity"] in self.fidelities and math.isfinite(e["return"])
+        ]
+        if not kept:
+            return
+        kept.sort(key=lambda e: e.get("order", 0))
+        mean = float(np.mean([e["return"] for e in kept]))
+        rows = [
+            {
+                "theta_u": [float(v) for v in e["theta_u"]],
+                "fidelity": self.fidelities.index(e["fidelity"]),
+                "return": float(e["return"]) - mean,
+            }
+            for e in kept
+        ]
+        self._returns = (self._returns + rows)[-_RETURN_EPISODES:]
 
     def _local_signal(
         self, learn: Sequence[ProposalResult], episodes: list[Mapping[str, Any]]
@@ -224,6 +284,7 @@ class BOController(Controller):
             "bo": self.bo.state_dict(),
             "last_cost": dict(self._last_cost),
             "previous_episodes": [dict(e, theta_u=list(e["theta_u"])) for e in self._previous],
+            "return_episodes": [dict(e) for e in self._returns],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -231,6 +292,7 @@ class BOController(Controller):
         self.bo.load_state_dict(state["bo"])
         self._last_cost = dict(state["last_cost"])
         self._previous = [dict(e) for e in state.get("previous_episodes", [])]
+        self._returns = [dict(e) for e in state.get("return_episodes", [])]
 
 
 def _plain(value: Any) -> Any:

@@ -33,6 +33,9 @@ class ConfigError(ValueError):
 SIGNALS = ("box", "local")
 """Values of `controller.signal`."""
 
+RELEVANCES = ("signal", "returns")
+"""Values of `controller.relevance`."""
+
 
 @dataclass
 class ControllerConfig:
@@ -72,6 +75,12 @@ class ControllerConfig:
     iteration's training episodes (more observations per iteration, exploration included)."""
     episode_points: int = 12
     """With `signal: local`, training-episode thetas per iteration `bo` also observes."""
+    relevance: str = "signal"
+    """What ranks the dimensions for `focus_dims`. `signal`: the learning-signal GP's ARD
+    relevance (fitted to a few observations per iteration). `returns`: the ARD relevance of
+    a GP of the latest training episodes' returns on theta (up to 256 episodes, each
+    iteration's mean removed): the dimensions the learner's competence depends on, estimated
+    from hundreds of episodes instead of a handful of observations."""
 
 
 @dataclass
@@ -315,6 +324,9 @@ def check_controller(c: ControllerConfig, family_fidelities: Sequence[str]) -> N
         raise ConfigError("controller.signal", f"unknown {c.signal!r} (known: {known})")
     if c.episode_points < 0:
         raise ConfigError("controller.episode_points", f"must be >= 0 (got {c.episode_points})")
+    if c.relevance not in RELEVANCES:
+        known = ", ".join(RELEVANCES)
+        raise ConfigError("controller.relevance", f"unknown {c.relevance!r} (known: {known})")
 
 
 def _field_error(key: str, exc: ValueError) -> ConfigError:

@@ -1,9 +1,10 @@
 """Surrogate models: GP models for the controller (neural physics surrogates come later).
 
 `fit_mf_gp` fits the controller's multi-fidelity GP (BoTorch's `SingleTaskMultiFidelityGP`,
-optionally drifting in time); `fit_feasibility` learns P(stable | theta) from stability flags,
-and `FeasibilityWeightedAcquisition` / `feasibility_weight` / `feasibility_constraint` turn it
-into an acquisition weight or constraint. Fitted state is exported as plain data.
+optionally drifting in time) and `fit_unit_cube_gp` a plain ARD GP; `fit_feasibility` learns
+P(stable | theta) from stability flags, and `FeasibilityWeightedAcquisition` /
+`feasibility_weight` / `feasibility_constraint` turn it into an acquisition weight or
+constraint. Fitted state is exported as plain data.
 """
 
 from surrogates.gp import (
@@ -14,6 +15,7 @@ from surrogates.gp import (
     feasibility_weight,
     fit_feasibility,
     fit_mf_gp,
+    fit_unit_cube_gp,
     hyperparameters_of,
     load_hyperparameters,
 )
@@ -26,6 +28,7 @@ __all__ = [
     "feasibility_weight",
     "fit_feasibility",
     "fit_mf_gp",
+    "fit_unit_cube_gp",
     "hyperparameters_of",
     "load_hyperparameters",
 ]

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from botorch.acquisition.acquisition import AcquisitionFunction
 from botorch.fit import fit_gpytorch_mll
+from botorch.models.gp_regression import SingleTaskGP
 from botorch.models.gp_regression_fidelity import SingleTaskMultiFidelityGP
 from botorch.models.transforms.input import Normalize
 from botorch.models.transforms.outcome import Standardize
@@ -158,6 +159,39 @@ def fit_mf_gp(
     fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
     model.eval()
     return model, hyperparameters_of(model)
+
+
+def fit_unit_cube_gp(X: Tensor, Y: Tensor, *, maxiter: int = 200) -> SingleTaskGP:
+    """Fit BoTorch's ``SingleTaskGP`` (ARD kernel, dimension-scaled length-scale prior) to
+    inputs already in the unit cube, by maximum marginal likelihood.
+
+    The bounds are fixed to ``[0, 1]`` rather than learned from the data, so the length
+    scales are in unit-cube units whatever range the rows happen to cover.
+
+    Args:
+        X: ``n x D`` inputs in ``[0, 1]``.
+        Y: ``n`` or ``n x 1`` observations.
+        maxiter: L-BFGS-B iteration cap.
+
+    Returns:
+        The fitted model, in eval mode.
+    """
+    X = _as_tensor(X)
+    Y = _as_tensor(Y).reshape(-1, 1)
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}")
+    bounds = torch.zeros(2, X.shape[1], dtype=DTYPE)
+    bounds[1] = 1.0
+    model = SingleTaskGP(
+        X,
+        Y,
+        input_transform=Normalize(d=X.shape[1], bounds=bounds),
+        outcome_transform=Standardize(m=1),
+    )
+    mll = ExactMarginalLogLikelihood(model.likelihood, model)
+    fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
+    model.eval()
+    return model
 
 
 class _BernoulliGP(ApproximateGP):
@@ -349,6 +383,7 @@ __all__ = [
     "feasibility_weight",
     "fit_feasibility",
     "fit_mf_gp",
+    "fit_unit_cube_gp",
     "hyperparameters_of",
     "load_hyperparameters",
 ]

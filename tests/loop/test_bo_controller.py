@@ -220,3 +220,59 @@ def test_local_signal_state_restores_exactly() -> None:
         rng = np.random.default_rng(7)
     assert restored.bo.state_dict() == ctrl.bo.state_dict()
     assert restored.propose([]) == ctrl.propose([])
+
+
+# ---------------------------------------------------------------------------------------------
+# relevance: returns (focus dims from a GP of the training episodes' returns)
+
+
+def level_episodes(rng: np.random.Generator, t: int, n: int = 120) -> list[dict]:
+    """One iteration's episodes over SPACE6 whose return depends on dims 0 and 2 only, on top
+    of a large gain per iteration (the learner's progress, not a dependence on theta)."""
+    theta = rng.uniform(size=(n, 6))
+    ret = 10.0 * t + 2.0 * theta[:, 0] - 1.5 * theta[:, 2] + rng.normal(0.0, 0.1, n)
+    return [
+        {"theta_u": list(x), "fidelity": "fine", "return": float(r), "unstable": False, "order": i}
+        for i, (x, r) in enumerate(zip(theta, ret, strict=True))
+    ]
+
+
+def feed_returns(ctrl, rounds: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for t in range(rounds):
+        proposals = ctrl.propose([])
+        results = [
+            ProposalResult(p, signal6(p.point, p.fidelity) if p.point else 0.0, 1.0)
+            for p in proposals
+        ]
+        ctrl.observe(results, episodes=level_episodes(rng, t))
+
+
+def test_relevance_returns_focuses_where_the_episodes_return_varies() -> None:
+    """`relevance: signal` narrows the boxes where learning progress peaks (dims 1 and 4);
+    `relevance: returns` where the learner's return differs across theta (dims 0 and 2),
+    undisturbed by the return's growth from one iteration to the next."""
+    focus = {}
+    for relevance in ("signal", "returns"):
+        ctrl = make(seed=0, space=SPACE6, relevance=relevance, explore_share=0.0)
+        feed_returns(ctrl, 6)
+        ctrl.propose([])
+        focus[relevance] = ctrl.diagnostics["focus_dims"]
+        assert ctrl.diagnostics["relevance_source"] == relevance
+    assert focus == {"signal": RELEVANT, "returns": [0, 2]}
+
+
+def test_relevance_returns_needs_episodes_and_restores_exactly() -> None:
+    ctrl = make(seed=5, space=SPACE6, relevance="returns")
+    ctrl.propose([])
+    assert ctrl.diagnostics["relevance"] is None  # no episodes yet: narrow in every dim
+    assert ctrl.diagnostics["focus_dims"] == list(range(6))
+    ctrl.observe([], episodes=level_episodes(np.random.default_rng(0), 0, n=8))
+    assert ctrl.return_relevance() is None  # too few episodes to rank 6 dims
+    feed_returns(ctrl, 2, seed=1)
+    state = json.loads(json.dumps(ctrl.state_dict()))
+    restored = make(seed=99, space=SPACE6, relevance="returns")
+    restored.load_state_dict(state)
+    assert restored.propose([]) == ctrl.propose([])
+    assert restored.diagnostics["relevance"] == ctrl.diagnostics["relevance"]
+    assert len(ctrl.diagnostics["focus_dims"]) == 2

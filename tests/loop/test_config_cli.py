@@ -55,6 +55,7 @@ BAD = [
     (["controller.focus_dims=two"], "controller.focus_dims"),
     (["controller.signal=slope"], "controller.signal"),
     (["controller.episode_points=-1"], "controller.episode_points"),
+    (["controller.relevance=ard"], "controller.relevance"),
     (["oracle.checkpoints=0"], "oracle.checkpoints"),
 ]
 
