@@ -77,8 +77,8 @@ class ControllerConfig:
     """With `signal: local`, training-episode thetas per iteration `bo` also observes."""
     relevance: str = "signal"
     """What ranks the dimensions for `focus_dims`. `signal`: the learning-signal GP's ARD
-    relevance (fitted to a few observations per iteration). `returns`: the ARD relevance of
-    a GP of the latest training episodes' returns on theta (up to 256 episodes, each
+    relevance (fitted to a few observations per iteration). `returns`: the main effects of a
+    GP of the latest training episodes' returns on theta (up to 256 episodes, each
     iteration's mean removed): the dimensions the learner's competence depends on, estimated
     from hundreds of episodes instead of a handful of observations."""
 

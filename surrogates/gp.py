@@ -33,6 +33,7 @@ from botorch.acquisition.acquisition import AcquisitionFunction
 from botorch.fit import fit_gpytorch_mll
 from botorch.models.gp_regression import SingleTaskGP
 from botorch.models.gp_regression_fidelity import SingleTaskMultiFidelityGP
+from botorch.models.model import Model
 from botorch.models.transforms.input import Normalize
 from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
@@ -192,6 +193,37 @@ def fit_unit_cube_gp(X: Tensor, Y: Tensor, *, maxiter: int = 200) -> SingleTaskG
     fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
     model.eval()
     return model
+
+
+def main_effects(model: Model, base: Tensor, columns: Sequence[int], n_grid: int = 9) -> Tensor:
+    """How much a model's posterior mean moves along each input column on its own.
+
+    For column ``j`` the partial dependence ``f_j(v)`` is the posterior mean averaged over
+    ``base`` rows with column ``j`` set to ``v``; its standard deviation over ``n_grid``
+    values evenly spaced in ``[0, 1]`` is the column's main effect, in outcome units. Unlike
+    an inverse ARD length scale (how wiggly the function is along a column), it measures
+    how much the outcome changes: a large smooth trend scores high, a small fast ripple low.
+
+    Args:
+        model: a fitted single-output BoTorch model.
+        base: ``m x D`` rows (unit cube) the other columns are averaged over.
+        columns: the columns to score.
+        n_grid: values of each column in ``[0, 1]``.
+
+    Returns:
+        ``len(columns)`` non-negative spreads.
+    """
+    base = _as_tensor(base)
+    m, D = base.shape
+    grid = torch.linspace(0.0, 1.0, n_grid, dtype=DTYPE)
+    spreads = []
+    with torch.no_grad():
+        for j in columns:
+            X = base.unsqueeze(0).repeat(n_grid, 1, 1)
+            X[:, :, j] = grid[:, None]
+            mean = model.posterior(X.reshape(-1, D)).mean.reshape(n_grid, m).mean(dim=1)
+            spreads.append(mean.std())
+    return torch.stack(spreads)
 
 
 class _BernoulliGP(ApproximateGP):
@@ -386,4 +418,5 @@ __all__ = [
     "fit_unit_cube_gp",
     "hyperparameters_of",
     "load_hyperparameters",
+    "main_effects",
 ]
