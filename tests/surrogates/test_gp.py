@@ -12,6 +12,8 @@ from surrogates import (
     feasibility_constraint,
     fit_feasibility,
     fit_mf_gp,
+    fit_unit_cube_gp,
+    main_effects,
 )
 
 D = torch.float64
@@ -88,6 +90,22 @@ def test_time_kernel_forgets_what_changed() -> None:
     assert err_drift < 0.25
     assert err_static > 2 * err_drift
     assert "covar_module.kernels.0.kernels.1.raw_lengthscale" in hp  # the time kernel
+
+
+def test_main_effects_rank_by_how_far_the_outcome_moves_not_by_wiggliness() -> None:
+    """A big smooth trend (column 0) outranks a small fast ripple (column 1), which the
+    length scales rank the other way round; a column the outcome ignores scores ~0."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(150, 3, generator=g, dtype=D)
+    y = 2.0 * x[:, 0] + 0.3 * torch.sin(12 * x[:, 1])
+    model = fit_unit_cube_gp(x, y)
+    lengthscale = model.covar_module.lengthscale.detach().reshape(-1)
+    assert lengthscale[1] < lengthscale[0]  # the ripple is the wiggliest column
+    effect = main_effects(model, x[:64], range(3))
+    assert effect.shape == (3,)
+    assert effect[0] == pytest.approx(0.685, rel=0.05)  # std of 2v, v on 9 points in [0, 1]
+    assert effect[1] < 0.4 * effect[0]
+    assert effect[2] < 0.01 * effect[0]
 
 
 def test_feasibility_separates_unstable_region() -> None:
