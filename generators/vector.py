@@ -21,7 +21,8 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -51,6 +52,9 @@ from generators.task import LATENCY, BatchState, ChannelEffects, Task
 _FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
 _CTRL = mujoco.mjtState.mjSTATE_CTRL.value
 _NOISE_CHUNK = 32  # standard normals drawn per sub-env at a time (rows of obs size)
+_OVERLAP_MIN_S = 2e-4
+"""Rollout time per step (smoothed) above which resets run on a worker thread meanwhile:
+well above the tens of microseconds a thread handoff costs."""
 COST_SMOOTHING = 0.05
 """Default weight of the newest measurement in the per-fidelity cost average."""
 
@@ -165,6 +169,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             nthread=self._nthread if self._nthread > 1 else 0
         )
         self._thread_data: dict[tuple[int, ...], list[mujoco.MjData]] = {}
+        self._worker: ThreadPoolExecutor | None = None  # starts episodes during a rollout
+        self._physics_s = 0.0  # smoothed wall time of a step's rollout calls
         self._scratch: dict[tuple[int, ...], mujoco.MjData] = {}
         self._points: dict[int, _Draw] = {}  # by id of a point distribution in use
         self._point_dists: dict[int, TaskDistribution] = {}
@@ -404,7 +410,19 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         time_before = self._state[:, 0].copy()
         qpos_before = self._state[:, self._slices["qpos"]].copy()
         prev = self._state.copy() if live else None
-        last_sub, physics_s = self._physics(ctrl, stepping, all_step)
+        # The sub-envs whose episode ended start the next one while the others step
+        # (their rows, models and RNGs are disjoint) if the step's physics is long enough
+        # to hide them behind, unless per-env task methods read live MjData: then after
+        # the step, as a TaskEnv would. Either way the results are the same.
+        reset_idx = np.flatnonzero(resetting)
+        overlap = bool(reset_idx.size) and not live and self._physics_s > _OVERLAP_MIN_S
+
+        def start_episodes() -> None:
+            self._reset_envs(reset_idx, None)
+
+        last_sub, physics_s = self._physics(
+            ctrl, stepping, all_step, start_episodes if overlap else None
+        )
         self._steps[stepping] += 1
         expected = time_before + (self._nsub - 0.5) * self._timestep
         unstable = stepping & (self._state[:, 0] < expected)  # MuJoCo stopped or reset it
@@ -457,8 +475,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         rewards[resetting] = 0.0
         truncated = stepping & (self._steps >= self.task.max_episode_steps)
 
-        reset_idx = np.flatnonzero(resetting)
-        if reset_idx.size:
+        if reset_idx.size and not overlap:
             self._reset_envs(reset_idx, None)
         self._obs = self._observe(slice(None))
         self._done = terminated | truncated
@@ -491,8 +508,12 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         return self.call(name)
 
     def close_extras(self, **kwargs: Any) -> None:
-        """Shut the rollout thread pool down."""
-        rollout = getattr(self, "_rollout", None)  # absent if __init__ raised
+        """Shut the rollout thread pool and the worker thread down."""
+        worker = getattr(self, "_worker", None)  # absent if __init__ raised
+        if worker is not None:
+            worker.shutdown()
+            self._worker = None
+        rollout = getattr(self, "_rollout", None)
         if rollout is not None:
             rollout.close()
             self._rollout = None
@@ -698,9 +719,19 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         return action
 
     def _physics(
-        self, ctrl: np.ndarray, stepping: np.ndarray, all_step: bool
+        self,
+        ctrl: np.ndarray,
+        stepping: np.ndarray,
+        all_step: bool,
+        meanwhile: Callable[[], None] | None = None,
     ) -> tuple[np.ndarray | None, np.ndarray]:
         """Advance the stepping sub-envs' states with one rollout call per model layout.
+
+        Args:
+            meanwhile: Work to run on the env's worker thread while this one is in the
+                rollout calls (MuJoCo releases the GIL while it steps): the resets of the
+                sub-envs that do not step. It must not touch the stepping rows' models,
+                states or the arrays prepared here.
 
         Returns:
             The states before each row's last substep (only for rows with 2+ substeps, else
@@ -714,8 +745,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             for i, key in enumerate(self._keys):
                 keys.setdefault((int(self._fid_code[i]), key), []).append(i)
             self._groups = [(key, np.array(rows)) for (_, key), rows in keys.items()]
-        last_sub = np.empty_like(self._state) if self._live_data else None
-        timing = np.zeros(self.num_envs)
+        calls = []
         for key, rows in self._groups:
             if not all_step:
                 rows = rows[stepping[rows]]
@@ -728,10 +758,37 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             control[:] = (ctrl if whole else ctrl[rows])[:, None, :]
             out = np.empty((rows.size, nsub, self._nstate))
             models = self._models if whole else [self._models[i] for i in rows]
-            t0 = time.perf_counter()
-            self._run(key, models, state0, control, out, nsub)
-            timing[rows] = (time.perf_counter() - t0) / rows.size
-            if whole:
+            calls.append((key, rows, models, state0, control, out, nsub))
+
+        def run() -> list[float]:
+            seconds = []
+            for key, _, models, state0, control, out, nsub in calls:
+                t0 = time.perf_counter()
+                self._run(key, models, state0, control, out, nsub)
+                seconds.append(time.perf_counter() - t0)
+            return seconds
+
+        if meanwhile is None or not calls:
+            seconds = run()
+            if meanwhile is not None:
+                meanwhile()
+        else:
+            # The worker runs `meanwhile` as soon as this thread enters the rollout call
+            # (it releases the GIL); the other way round, the worker would wait for the GIL
+            # until this thread's Python work ends.
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="episode-starts")
+            future = self._worker.submit(meanwhile)
+            try:
+                seconds = run()
+            finally:
+                future.result()  # never return while the worker still writes our arrays
+        self._physics_s += 0.1 * (sum(seconds) - self._physics_s)
+        last_sub = np.empty_like(self._state) if self._live_data else None
+        timing = np.zeros(self.num_envs)
+        for (_, rows, _, _, _, out, nsub), elapsed in zip(calls, seconds, strict=True):
+            timing[rows] = elapsed / rows.size
+            if rows.size == self.num_envs:
                 self._state[:] = out[:, -1]
             else:
                 self._state[rows] = out[:, -1]

@@ -11,6 +11,7 @@ import pytest
 
 import generators
 from generators import Family, ParamSpace, TaskDistribution
+from generators import vector as vector_module
 from generators.inverted_pendulum import InvertedPendulumFamily, InvertedPendulumTask
 from generators.task import BatchState
 from generators.vector import BatchedVectorEnv, SubEnv
@@ -149,6 +150,36 @@ def test_every_family_matches_its_task_env(name: str) -> None:
     for fidelity in family.fidelities:
         dist = TaskDistribution.uniform(family.space, fidelity)
         assert_equivalent(family, dist, n=3, steps=20, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(generators.FAMILIES))
+def test_episodes_started_during_the_rollout_change_nothing(name: str, monkeypatch) -> None:
+    """Sub-envs that start their next episode on the worker thread while the others step
+    (done once a step's rollout is long enough) give bit-identical results."""
+    family = generators.get_family(name)
+    dist = TaskDistribution.uniform(family.space, "coarse")
+    low, high = family.task.action_space.low, family.task.action_space.high
+    steps = family.max_episode_steps + 20  # every sub-env starts a second episode
+    actions = np.random.default_rng(0).uniform(low, high, size=(steps, 8, low.size))
+    half = np.arange(8) % 2 == 0  # restarted early, so episodes end at different steps
+    runs = {}
+    for threshold in (math.inf, 0.0):
+        monkeypatch.setattr(vector_module, "_OVERLAP_MIN_S", threshold)
+        venv = BatchedVectorEnv(family, 8, distribution=dist)
+        out = [venv.reset(seed=5)[0]]
+        for t, a in enumerate(actions):
+            if t == 5:
+                out.append(venv.reset(options={"reset_mask": half})[0])
+            obs, rew, term, trunc, info = venv.step(a)
+            out += [obs, rew, term, trunc, info["unstable"], info["theta"][family.space.names[0]]]
+        runs[threshold] = (out, venv._worker is not None, venv.episode_log.drain())
+        venv.close()
+    (sequential, worker_seq, log_seq), (overlapped, worker_ovl, log_ovl) = runs.values()
+    assert (worker_seq, worker_ovl) == (False, True)
+    assert len(log_ovl) >= 8  # every sub-env ended an episode and started the next
+    for a, b in zip(sequential, overlapped, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert log_seq == log_ovl
 
 
 class _PerEnvTask(InvertedPendulumTask):
