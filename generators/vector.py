@@ -52,9 +52,12 @@ from generators.task import LATENCY, BatchState, ChannelEffects, Task
 _FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
 _CTRL = mujoco.mjtState.mjSTATE_CTRL.value
 _NOISE_CHUNK = 32  # standard normals drawn per sub-env at a time (rows of obs size)
-_OVERLAP_MIN_S = 2e-4
-"""Rollout time per step (smoothed) above which resets run on a worker thread meanwhile:
-well above the tens of microseconds a thread handoff costs."""
+_OVERLAP_MIN_S = 1e-4
+"""Resets run on a worker thread during the rollout when both the rollout (smoothed) and
+the resets (expected, from the smoothed time per reset) take longer than this: the time
+hidden is the shorter of the two, and a thread handoff costs tens of microseconds."""
+_OVERLAP_TASKS = 4
+"""Rollout tasks per thread while resets run on the worker thread (one otherwise)."""
 COST_SMOOTHING = 0.05
 """Default weight of the newest measurement in the per-fidelity cost average."""
 
@@ -171,6 +174,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._thread_data: dict[tuple[int, ...], list[mujoco.MjData]] = {}
         self._worker: ThreadPoolExecutor | None = None  # starts episodes during a rollout
         self._physics_s = 0.0  # smoothed wall time of a step's rollout calls
+        self._reset_s = 0.0  # smoothed wall time of one sub-env's reset within a step
         self._scratch: dict[tuple[int, ...], mujoco.MjData] = {}
         self._points: dict[int, _Draw] = {}  # by id of a point distribution in use
         self._point_dists: dict[int, TaskDistribution] = {}
@@ -415,10 +419,14 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         # to hide them behind, unless per-env task methods read live MjData: then after
         # the step, as a TaskEnv would. Either way the results are the same.
         reset_idx = np.flatnonzero(resetting)
-        overlap = bool(reset_idx.size) and not live and self._physics_s > _OVERLAP_MIN_S
+        hidden = min(self._physics_s, reset_idx.size * self._reset_s)
+        overlap = bool(reset_idx.size) and not live and hidden > _OVERLAP_MIN_S
 
         def start_episodes() -> None:
+            t0 = time.perf_counter()
             self._reset_envs(reset_idx, None)
+            per_reset = (time.perf_counter() - t0) / reset_idx.size
+            self._reset_s += 0.1 * (per_reset - self._reset_s)
 
         last_sub, physics_s = self._physics(
             ctrl, stepping, all_step, start_episodes if overlap else None
@@ -476,7 +484,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         truncated = stepping & (self._steps >= self.task.max_episode_steps)
 
         if reset_idx.size and not overlap:
-            self._reset_envs(reset_idx, None)
+            start_episodes()
         self._obs = self._observe(slice(None))
         self._done = terminated | truncated
         self._returns += rewards
@@ -760,11 +768,13 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             models = self._models if whole else [self._models[i] for i in rows]
             calls.append((key, rows, models, state0, control, out, nsub))
 
+        tasks = 1 if meanwhile is None else _OVERLAP_TASKS
+
         def run() -> list[float]:
             seconds = []
             for key, _, models, state0, control, out, nsub in calls:
                 t0 = time.perf_counter()
-                self._run(key, models, state0, control, out, nsub)
+                self._run(key, models, state0, control, out, nsub, tasks)
                 seconds.append(time.perf_counter() - t0)
             return seconds
 
@@ -804,8 +814,13 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         control: np.ndarray,
         out: np.ndarray,
         nsub: int,
+        tasks_per_thread: int = 1,
     ) -> None:
-        """One ``Rollout.rollout`` call; a MuJoCo error falls back to one call per row."""
+        """One ``Rollout.rollout`` call; a MuJoCo error falls back to one call per row.
+
+        ``tasks_per_thread`` > 1 splits the rows finer, so that a thread slowed by other
+        work (resets on the worker thread) leaves some of its rows to the others.
+        """
         datas = self._thread_data.get(key)
         if datas is None:
             datas = [mujoco.MjData(models[0]) for _ in range(self._nthread)]
@@ -821,7 +836,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                 skip_checks=True,
                 nstep=nsub,
                 state=out,
-                chunk_size=rollout_chunk(len(models), self._nthread),
+                chunk_size=rollout_chunk(len(models), self._nthread * tasks_per_thread),
             )
         except mujoco.FatalError:
             row = np.empty((1, nsub, self._nstate))
