@@ -8,7 +8,10 @@ states into one ``(n, nstate)`` array and advances all of them with a single
 ``mujoco.rollout.Rollout.rollout`` call: a list of ``n`` models (one per row, same state
 layout), one ``MjData`` per thread, ``nstep`` = the family's physics substeps per control
 step and the control held over those substeps. Latency FIFOs, deadzone, observation noise,
-reward, termination and the stability guard run on the stacked arrays with numpy.
+reward, termination and the stability guard run on the stacked arrays with numpy. The
+sub-envs whose episode ended start the next one (theta draw, model, initial state) on a
+worker thread while the rollout runs, MuJoCo having released the GIL, when both take long
+enough for that to pay.
 
 Sub-env ``i`` reproduces a :class:`TaskEnv` reset with seed ``seed + i`` and given the same
 actions (same randomness stream, same physics; see :class:`BatchedVectorEnv` for the one
