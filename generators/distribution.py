@@ -162,10 +162,14 @@ class TaskDistribution:
         A single component is not drawn and a point is not jittered, so a point distribution
         consumes no randomness (its env's reset noise then matches the reference env's).
         """
-        return self._draw(rng)[0]
+        return self.draw_unit(rng)[0]
 
-    def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
-        """A unit-cube point and whether it came from a box (rather than a point)."""
+    def draw_unit(self, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+        """A unit-cube point and whether it came from a box (rather than a point).
+
+        :meth:`sample` without the map to theta: a batched env maps many draws at once
+        (``ParamSpace.snap`` on the box draws, then ``ParamSpace.from_unit_array``).
+        """
         k = 0 if len(self.components) == 1 else int(rng.choice(len(self.components), p=self._probs))
         box = self._boxes[k]
         if box is None:
@@ -181,7 +185,7 @@ class TaskDistribution:
         (:meth:`ParamSpace.snap`); a point is kept as it is.
         """
         self.check_space(space)
-        u, box = self._draw(rng)
+        u, box = self.draw_unit(rng)
         return space.from_unit(space.snap(u) if box else u)
 
     def check_space(self, space: ParamSpace) -> None:

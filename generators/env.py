@@ -31,6 +31,7 @@ from generators.task import ChannelEffects, Task
 
 _MODEL_CACHE_SIZE = 32
 _THETA_DIGITS = 6  # significant digits kept in theta: identical models for near-equal draws
+_SIGNIFICANT = f".{_THETA_DIGITS}g"
 
 
 @dataclass
@@ -370,4 +371,12 @@ def is_point(distribution: TaskDistribution) -> bool:
 
 
 def _round_significant(value: float) -> float:
-    return float(f"{value:.{_THETA_DIGITS}g}")
+    return float(format(value, _SIGNIFICANT))
+
+
+def round_significant(values: np.ndarray) -> np.ndarray:
+    """``values`` (any shape) kept to the significant digits of an episode's theta, entry by
+    entry as :class:`TaskEnv` rounds its draws (a batched env rounds many draws at once)."""
+    values = np.asarray(values, dtype=float)
+    flat = [float(format(v, _SIGNIFICANT)) for v in values.ravel().tolist()]
+    return np.array(flat, dtype=float).reshape(values.shape)

@@ -240,8 +240,14 @@ class ReacherTask(Task):
             ValueError: If the arm is not the planar chain Reacher-v5 assumes (hinges about
                 z, bodies not rotated), for which the closed-form kinematics would be wrong.
         """
-        bodies = [model.body(name).id for name in ("body0", "body1", "fingertip", "target")]
-        joints = [model.joint(name).id for name in (*ARM_JOINTS, *TARGET_JOINTS)]
+        # mj_name2id, not model.body(name): this runs at every reset of a batched env.
+        body, joint = mujoco.mjtObj.mjOBJ_BODY, mujoco.mjtObj.mjOBJ_JOINT
+        bodies = [
+            mujoco.mj_name2id(model, body, n) for n in ("body0", "body1", "fingertip", "target")
+        ]
+        joints = [mujoco.mj_name2id(model, joint, n) for n in (*ARM_JOINTS, *TARGET_JOINTS)]
+        if min(bodies) < 0 or min(joints) < 0:
+            raise ValueError("reacher: the model lacks a body or joint Reacher-v5 names")
         if not (model.jnt_axis[joints[:2]] == (0.0, 0.0, 1.0)).all():
             raise ValueError("reacher: the arm's joints must turn about z")
         if not (model.body_quat[bodies] == (1.0, 0.0, 0.0, 0.0)).all():

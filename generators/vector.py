@@ -42,9 +42,9 @@ from generators.env import (
     _MODEL_CACHE_SIZE,
     _as_distribution,
     _EnvConfig,
-    _round_significant,
     is_point,
     resolve_distribution,
+    round_significant,
 )
 from generators.episodes import EpisodeLog
 from generators.families import FIDELITIES, Family, get_family
@@ -191,6 +191,9 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._keys: list[tuple[int, ...]] = [()] * n
         self._groups: list[tuple[tuple[int, ...], np.ndarray]] | None = None
         self._names = self.family.space.names
+        # Column maps between the env's space and the family's order (the same names).
+        self._family_cols = np.array([self.space.names.index(n) for n in self._names])
+        self._space_cols = np.array([self._names.index(n) for n in self.space.names])
         self._theta = np.zeros((n, len(self._names)))
         self._unit = np.zeros((n, len(self._names)))  # theta in the unit cube of `space`
         self._fidelity = np.full(n, distribution.fidelity, dtype=object)
@@ -547,13 +550,10 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
 
     def _reset_envs(self, idx: np.ndarray, fixed_theta: Mapping[str, float] | None) -> None:
         """Start a new episode in each sub-env of ``idx``, as ``TaskEnv.reset`` does."""
-        draws, qpos, qvel = [], [], []
-        for i in idx:
-            rng = self._rng(i)
-            dist = self._dists[i]
-            draw = self._points.get(id(dist)) if fixed_theta is None else None
-            if draw is None:
-                draw = self._draw(i, dist, rng, fixed_theta)
+        draws = self._episode_draws(idx, fixed_theta)
+        qpos, qvel = [], []
+        for i, draw in zip(idx.tolist(), draws, strict=True):
+            rng = self._rngs[i]
             if draw.model is not self._models[i]:
                 self._set_model(i, draw.model, draw.key)
             if draw.constants is not None:
@@ -569,7 +569,6 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                 q, v = self.task.initial_state(draw.model, rng)
                 qpos.append(q)
                 qvel.append(v)
-            draws.append(draw)
         if qpos:  # the state rows, one array write per part
             self._state[idx] = [d.reset_state for d in draws]
             self._state[idx, self._slices["qpos"]] = qpos
@@ -592,39 +591,79 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._done[idx] = False
         self._episode_unstable[idx] = False
 
-    def _draw(
-        self,
-        i: int,
-        dist: TaskDistribution,
-        rng: np.random.Generator,
-        fixed_theta: Mapping[str, float] | None,
-    ) -> _Draw:
-        """Sub-env ``i``'s next theta (rounded as ``TaskEnv`` does) and its model.
+    def _episode_draws(
+        self, idx: np.ndarray, fixed_theta: Mapping[str, float] | None
+    ) -> list[_Draw]:
+        """Each sub-env of ``idx``'s next theta (rounded as ``TaskEnv`` does) and its model.
 
-        A point distribution draws no randomness: its draw is kept and reused while the
-        distribution is in use.
+        The draws come from each sub-env's own generator, as its ``TaskEnv`` would make them;
+        snapping, the map to theta, rounding and the map back to the unit cube then run once
+        over all of them. A point distribution draws no randomness: its draw is kept and
+        reused while the distribution is in use.
         """
-        if fixed_theta is not None:
+        rngs = [self._rng(i) for i in idx.tolist()]  # each rewound before it draws again
+        draws: list[_Draw | None] = [None] * idx.size
+        fresh: list[int] = []  # positions in idx that need a new draw
+        firsts: dict[int, int] = {}  # a point distribution's first fresh position
+        if fixed_theta is not None:  # kept as given (from_unit would clip it)
             theta = self.space.complete(fixed_theta)
+            values = np.tile([theta[n] for n in self.space.names], (idx.size, 1))
+            fresh = list(range(idx.size))
         else:
-            theta = dist.sample(self.space, rng)
-        theta = self.family.space.complete(
-            {name: _round_significant(value) for name, value in theta.items()}
-        )
-        point = fixed_theta is None and is_point(dist)
-        if point or fixed_theta is not None:
+            units, boxes = [], []
+            for p, i in enumerate(idx.tolist()):
+                dist = self._dists[i]
+                draws[p] = self._points.get(id(dist))
+                if draws[p] is not None:
+                    continue
+                if is_point(dist):
+                    if id(dist) in firsts:  # drawn earlier in this batch
+                        continue
+                    firsts[id(dist)] = p
+                u, box = dist.draw_unit(rngs[p])
+                units.append(u)
+                boxes.append(box)
+                fresh.append(p)
+            if fresh:
+                rows = np.array(units)
+                boxes_ = np.array(boxes)
+                rows[boxes_] = self.space.snap(rows[boxes_])
+                values = self.space.from_unit_array(rows)
+        if fresh:
+            values = round_significant(values)[:, self._family_cols]
+            units = self.space.to_unit_array(values[:, self._space_cols])
+            shared = fixed_theta is not None
+            for p, row, unit in zip(fresh, values, units, strict=True):
+                i = int(idx[p])
+                dist = self._dists[i]
+                point = not shared and is_point(dist)
+                draws[p] = self._model_draw(i, dist, row, unit, shared or point)
+                if point:
+                    self._points[id(dist)] = draws[p]
+                    self._point_dists[id(dist)] = dist  # keeps the id valid while cached
+        for p, i in enumerate(idx.tolist()):  # the rest of a point drawn in this batch
+            if draws[p] is None:
+                draws[p] = self._points[id(self._dists[i])]
+        return draws  # type: ignore[return-value]
+
+    def _model_draw(
+        self, i: int, dist: TaskDistribution, row: np.ndarray, unit: np.ndarray, shared: bool
+    ) -> _Draw:
+        """The draw of theta ``row`` (the family's order) for sub-env ``i``: its model, the
+        model's reset state and the channel effects."""
+        theta = dict(zip(self._names, row.tolist(), strict=True))
+        if shared:  # a point: the cached model, never modified
             model, key = self._source.shared(i, theta, dist.fidelity)
         else:  # a theta per episode: this sub-env's own model, rewritten in place
             model, key = self._source.private(i, theta, dist.fidelity)
         constants = self.task.batch_constants(model)
-        row = np.array([theta[name] for name in self._names])
         scratch = self._scratch_data(key, model)
         mujoco.mj_resetData(model, scratch)
         reset_state = np.empty(mujoco.mj_stateSize(model, _FULLPHYSICS))
         mujoco.mj_getState(model, scratch, reset_state, _FULLPHYSICS)
-        draw = _Draw(
+        return _Draw(
             theta=row,
-            unit=self.space.to_unit_array(np.array([[theta[n] for n in self.space.names]]))[0],
+            unit=unit,
             fidelity=dist.fidelity,
             effects=ChannelEffects.from_theta(theta),
             model=model,
@@ -632,10 +671,6 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             constants=None if constants is None else np.asarray(constants, dtype=np.float64),
             reset_state=reset_state,
         )
-        if point:
-            self._points[id(dist)] = draw
-            self._point_dists[id(dist)] = dist  # keeps the id valid while the draw is cached
-        return draw
 
     def _set_model(self, i: int, model: mujoco.MjModel, key: tuple[int, ...]) -> None:
         nstate = mujoco.mj_stateSize(model, _FULLPHYSICS)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from generators import Param, ParamSpace, Region
+from generators.env import _round_significant, round_significant
 
 
 def small_space() -> ParamSpace:
@@ -277,6 +278,31 @@ def test_region_dict_round_trip(space: ParamSpace) -> None:
     assert again.label == region.label == "cart_mass[2/4]"
     np.testing.assert_array_equal(again.low, region.low)
     np.testing.assert_array_equal(again.high, region.high)
+
+
+def test_array_maps_equal_the_point_maps_bit_for_bit() -> None:
+    """A batched env maps many draws at once; its thetas must be a TaskEnv's exactly."""
+    space = ParamSpace(
+        [
+            Param("length", 0.5, 2.0, 1.0, scale="log", levels=5),
+            Param("gain", -1.0, 10.0, 5.0),
+            Param("delay", 0, 3, 0, integer=True),
+            Param("mass", 0.1, 30.0, 1.0, scale="log"),
+        ]
+    )
+    u = np.random.default_rng(0).uniform(-0.2, 1.2, size=(400, 4))  # some outside the cube
+    u[:4] = [[0.0] * 4, [1.0] * 4, [0.5] * 4, [0.625] * 4]  # edges and a half-way delay
+    snapped = space.snap(u)
+    assert snapped.tobytes() == np.array([space.snap(row) for row in u]).tobytes()
+    thetas = space.from_unit_array(snapped)
+    expected = [[space.from_unit(row)[n] for n in space.names] for row in snapped]
+    assert thetas.tolist() == expected
+    values = np.concatenate([thetas.ravel(), [1 / 3, 123456.5, 9.81, 1e-7 / 3, -2 / 3]])
+    rounded = round_significant(values)
+    assert rounded.tolist() == [_round_significant(v) for v in values.tolist()]
+    assert rounded[-5:].tolist() == [0.333333, 123456.0, 9.81, 3.33333e-08, -0.666667]
+    with pytest.raises(ValueError, match="shape"):
+        space.from_unit_array(u[:, :2])
 
 
 def test_snap_moves_levelled_params_to_cell_centres() -> None:
