@@ -625,15 +625,14 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                 boxes.append(box)
                 fresh.append(p)
             if fresh:
-                rows = np.array(units)
-                boxes_ = np.array(boxes)
-                rows[boxes_] = self.space.snap(rows[boxes_])
+                rows, from_box = np.array(units), np.array(boxes)
+                rows[from_box] = self.space.snap(rows[from_box])
                 values = self.space.from_unit_array(rows)
         if fresh:
             values = round_significant(values)[:, self._family_cols]
-            units = self.space.to_unit_array(values[:, self._space_cols])
+            unit_rows = self.space.to_unit_array(values[:, self._space_cols])
             shared = fixed_theta is not None
-            for p, row, unit in zip(fresh, values, units, strict=True):
+            for p, row, unit in zip(fresh, values, unit_rows, strict=True):
                 i = int(idx[p])
                 dist = self._dists[i]
                 point = not shared and is_point(dist)
