@@ -15,7 +15,7 @@ Metrics (``env steps / s`` each):
 - ``reference_env_steps_per_s`` (family): the reference Gymnasium env, one env stepped at a
   time (families without one are skipped).
 - ``physics_limit_env_steps_per_s`` (family, fidelity, workload): raw ``mujoco.mj_step``
-  calls per second on the same compiled model, times the rollout threads, over substeps per
+  calls per second on the same compiled model, times the batch's threads, over substeps per
   step. ``workload=random_actions`` steps the vector env's own workload (the nominal model,
   a uniform random action per control step, a reset where the task ends the episode) and
   times the ``mj_step`` calls alone: the limit the vector env's share is read against.
@@ -23,10 +23,10 @@ Metrics (``env steps / s`` each):
   resets (the issue's first definition; where the model settles against a joint limit or
   the ground, that engages constraints random-action episodes rarely reach, and the other
   way round).
-- ``rollout_env_steps_per_s`` (family, fidelity, batch, workload): the bare ``mujoco.rollout``
-  call the vector env makes per step (nominal model, one control step per call, no env work
-  around it) from the random-action workload's states and controls, or at rest: the ceiling
-  of the batched C path.
+- ``batch_step_env_steps_per_s`` (family, fidelity, batch, workload): the bare
+  ``mujoco.batch.Batch.step`` call the vector env makes per step (nominal model, one control
+  step per call, no env work around it) from the random-action workload's states and
+  controls, or at rest: the ceiling of the batched C path.
 - ``rllib_sample_steps_per_s`` (family, mode, policy): one RLlib EnvRunner sampling with the
   batched env (``batched``) or RLlib's ``SyncVectorEnv`` (``default``), same sub-env count,
   random actions or the (untrained) PPO module's.
@@ -50,7 +50,7 @@ from typing import Any
 
 import gymnasium as gym
 import mujoco
-import mujoco.rollout
+import mujoco.batch
 import numpy as np
 import torch
 from rich.console import Console
@@ -60,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import generators
 from generators import Family, TaskDistribution
-from generators.vector import BatchedVectorEnv, default_nthread, rollout_chunk
+from generators.vector import BatchedVectorEnv, default_nthread, state_slices
 
 REFERENCE_ENVS = {
     "inverted_pendulum": "InvertedPendulum-v5",
@@ -216,7 +216,7 @@ def physics_limit_rate(
     return nthread * done / max(physics, 1e-12)
 
 
-def rollout_rate(
+def batch_step_rate(
     family: Family,
     fidelity: str,
     batch: int,
@@ -224,9 +224,9 @@ def rollout_rate(
     seconds: float,
     workload: Any = None,
 ) -> float:
-    """Env steps per second of bare ``Rollout.rollout`` calls over ``batch`` nominal models,
-    one control step per call: from the states and controls of ``workload`` (consecutive
-    rows of :func:`random_workload`), or from rest with zero control."""
+    """Env steps per second of bare ``mujoco.batch.Batch.step`` calls over ``batch`` nominal
+    simulations, one control step per call: from the states and controls of ``workload``
+    (consecutive rows of :func:`random_workload`), or from rest with zero control."""
     model = family.build_model(None, fidelity)
     nsub = family.task.n_substeps(model)
     if workload is None:
@@ -235,39 +235,29 @@ def rollout_rate(
         state = np.empty((batch, mujoco.mj_stateSize(model, _FULLPHYSICS)))
         mujoco.mj_getState(model, data, state[0], _FULLPHYSICS)
         state[1:] = state[0]
-        chunks = [(state, np.zeros((batch, nsub, model.nu)))]
+        chunks = [(state, np.zeros((batch, model.nu)))]
     else:
         states, controls = workload
         chunks = [
-            (
-                np.ascontiguousarray(states[i : i + batch]),
-                np.repeat(controls[i : i + batch, None, :], nsub, axis=1),
-            )
+            (states[i : i + batch], controls[i : i + batch])
             for i in range(0, len(states) - batch + 1, batch)
         ]
-    out = np.empty((batch, nsub, chunks[0][0].shape[1]))
-    datas = [mujoco.MjData(model) for _ in range(nthread)]
-    models = [model] * batch
+    slices = state_slices(model)
+    physics = slice(0, slices["act"].stop)  # time, qpos, qvel, act: the recorded state
+    if physics.stop != chunks[0][0].shape[1]:
+        raise ValueError(f"{family.name}: full physics state is more than time, qpos, qvel, act")
+    sims = mujoco.batch.Batch(model, batch, nthread=nthread)
     k = [0]
-    with mujoco.rollout.Rollout(nthread=nthread if nthread > 1 else 0) as rollout:
 
-        def step() -> int:
-            state, control = chunks[k[0] % len(chunks)]
-            k[0] += 1
-            rollout.rollout(
-                models,
-                datas,
-                state,
-                control,
-                control_spec=mujoco.mjtState.mjSTATE_CTRL.value,
-                skip_checks=True,
-                nstep=nsub,
-                state=out,
-                chunk_size=rollout_chunk(batch, nthread),
-            )
-            return batch
+    def step() -> int:
+        state, control = chunks[k[0] % len(chunks)]
+        k[0] += 1
+        sims.state[:, physics] = state
+        sims.state[:, slices["ctrl"]] = control
+        sims.step(nstep=nsub)
+        return batch
 
-        return _rate(step, seconds)
+    return _rate(step, seconds)
 
 
 def rllib_sampler(
@@ -344,7 +334,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     for name in names:
         family = generators.get_family(name)
         # The ratios the acceptance reads, measured in turns: the batched env at the largest
-        # batch, the physics limit and the bare rollout on both workloads, the reference env.
+        # batch, the physics limit and the bare batch call on both workloads, the reference env.
         group: dict[tuple[str, tuple], Callable[[], float]] = {}
         for fidelity in family.fidelities:
             for thetas in ("udr", "udr_numeric", "nominal"):
@@ -364,8 +354,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
                     physics_limit_rate, family, fidelity, nthread, each, workload
                 )
                 case = {"family": name, "fidelity": fidelity, "batch": big, "workload": label}
-                group["rollout_env_steps_per_s", tuple(case.items())] = partial(
-                    rollout_rate, family, fidelity, big, nthread, each, workload
+                group["batch_step_env_steps_per_s", tuple(case.items())] = partial(
+                    batch_step_rate, family, fidelity, big, nthread, each, workload
                 )
         if name in REFERENCE_ENVS:
             case = {"family": name, "env": REFERENCE_ENVS[name]}

@@ -215,7 +215,7 @@ class ModelSource:
         """The cached model at ``theta`` (built once, never modified) and its group key.
 
         The group key is ``(substeps per control step, *size signature)``: models with
-        equal keys step together in one rollout call.
+        equal keys step together in one batch call.
         """
         key = (fidelity, *(theta[name] for name in self._params))
         entry = self._shared.get(key)

@@ -78,7 +78,7 @@ class ChannelEffects:
 
 @dataclass(frozen=True)
 class BatchState:
-    """The states of ``n`` simulations of one task, one row each (what ``mujoco.rollout`` yields).
+    """The states of ``n`` simulations of one task, one row each (a batched env's stacked state).
 
     The arrays are views into the stepping env's buffers: read them, never keep or modify them.
 

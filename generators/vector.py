@@ -3,19 +3,18 @@
 :class:`BatchedVectorEnv` is a ``gymnasium.vector.VectorEnv`` over one family. Every sub-env
 draws its own theta from the task distribution at its own reset (with the same rounding and
 model cache as :class:`~generators.env.TaskEnv`), so the batch holds models with different
-masses, lengths, dampings or integrators. A control step stacks the sub-envs' full physics
-states into one ``(n, nstate)`` array and advances all of them with a single
-``mujoco.rollout.Rollout.rollout`` call: a list of ``n`` models (one per row, same state
-layout), one ``MjData`` per thread, ``nstep`` = the family's physics substeps per control
-step and the control held over those substeps. Latency FIFOs, deadzone, observation noise,
-reward, termination and the stability guard run on the stacked arrays with numpy. The
-sub-envs whose episode ended start the next one (theta draw, model, initial state) on a
-worker thread while the rollout runs, MuJoCo having released the GIL, when both take long
-enough for that to pay.
+masses, lengths, dampings or integrators. The sub-envs' integration states (``mjSTATE_INTEGRATION``:
+positions, velocities, controls, the solver's warm start...) are stacked into one
+``(n, nstate)`` array, and a control step advances all of them with a single
+``mujoco.batch.Batch.step`` call per model layout: one simulation per sub-env on its own
+model (``set_models``), ``nstep`` = the family's physics substeps per control step, on a
+persistent thread pool. Latency FIFOs, deadzone, observation noise, reward, termination and
+the stability guard run on the stacked arrays with numpy. The sub-envs whose episode ended
+start the next one (theta draw, model, initial state) on a worker thread while the physics
+runs, MuJoCo having released the GIL, when both take long enough for that to pay.
 
 Sub-env ``i`` reproduces a :class:`TaskEnv` reset with seed ``seed + i`` and given the same
-actions (same randomness stream, same physics; see :class:`BatchedVectorEnv` for the one
-solver detail that can differ by ~1e-9).
+actions bit for bit (same randomness stream, same ``mj_step`` calls from the same states).
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import mujoco
-import mujoco.rollout
+import mujoco.batch
 import numpy as np
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode
@@ -52,21 +51,20 @@ from generators.models import ModelSource
 from generators.space import ParamSpace
 from generators.task import LATENCY, BatchState, ChannelEffects, Task
 
-_FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
-_CTRL = mujoco.mjtState.mjSTATE_CTRL.value
+_INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION.value
 _NOISE_CHUNK = 32  # standard normals drawn per sub-env at a time (rows of obs size)
 _OVERLAP_MIN_S = 1e-4
-"""Resets run on a worker thread during the rollout when both the rollout (smoothed) and
+"""Resets run on a worker thread during the physics when both the physics (smoothed) and
 the resets (expected, from the smoothed time per reset) take longer than this: the time
 hidden is the shorter of the two, and a thread handoff costs tens of microseconds."""
-_OVERLAP_TASKS = 4
-"""Rollout tasks per thread while resets run on the worker thread (one otherwise)."""
+_NO_IDS = np.zeros(0, dtype=np.int32)
 COST_SMOOTHING = 0.05
 """Default weight of the newest measurement in the per-fidelity cost average."""
 
 
 def default_nthread(num_envs: int) -> int:
-    """Rollout threads for ``num_envs`` sub-envs: one per 16 sub-envs, at most one per CPU."""
+    """Physics threads for ``num_envs`` sub-envs (the calling thread included): one per 16
+    sub-envs, at most one per CPU."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -74,18 +72,19 @@ def default_nthread(num_envs: int) -> int:
     return max(1, min(cpus, num_envs // 16))
 
 
-def rollout_chunk(rows: int, nthread: int) -> int:
-    """Models per task of a rollout call: one task per thread.
-
-    The rows of a call share one layout and fidelity, so they cost about the same; MuJoCo's
-    default (about ten tasks per thread) spends ~20% of a cheap step (coarse
-    inverted_pendulum, 256 rows) on task hand-offs.
-    """
-    return max(1, -(-rows // max(1, nthread)))
+def state_slices(model: mujoco.MjModel) -> dict[str, slice]:
+    """Where ``time``, ``qpos``, ``qvel``, ``act`` and ``ctrl`` lie in an integration state
+    row of ``model`` (``mjSTATE_INTEGRATION``: components in the order of their bits)."""
+    slices = {}
+    for name in ("time", "qpos", "qvel", "act", "ctrl"):
+        bit = int(getattr(mujoco.mjtState, f"mjSTATE_{name.upper()}"))
+        start = mujoco.mj_stateSize(model, _INTEGRATION & (bit - 1))
+        slices[name] = slice(start, start + mujoco.mj_stateSize(model, bit))
+    return slices
 
 
 class BatchedVectorEnv(gym.vector.VectorEnv):
-    """``n`` sub-envs of one family with per-sub-env physics, stepped by one ``mujoco.rollout``.
+    """``n`` sub-envs of one family with per-sub-env physics, stepped by one ``mujoco.batch``.
 
     Semantics per sub-env are those of :class:`~generators.env.TaskEnv`: theta drawn from
     the task distribution at each of its resets (``info["theta"]``, ``info["fidelity"]``),
@@ -102,9 +101,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
 
     Randomness: sub-env ``i`` has its own generator (``reset(seed=s)`` seeds it with
     ``s + i``) and draws from it in the same order as a ``TaskEnv``, so trajectories match
-    one-by-one. Physics matches ``mj_step`` exactly except that the solver's warm start is
-    not carried from one control step to the next (``mujoco.rollout`` returns no warm
-    start); with active constraints this changes states by ~1e-9.
+    one-by-one. Physics is ``mj_step``'s, bit for bit: the batch carries every sub-env's
+    whole integration state, the solver's warm start included, from one step to the next.
 
     Tasks that only implement the per-``MjData`` methods still work: for them every
     sub-env keeps a live ``MjData`` that replays the last physics substep after the batched
@@ -118,8 +116,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         space: Parameter space of the distribution (default: the family's).
         distribution: Initial task distribution of every sub-env (default: nominal point).
         theta: A fixed theta (missing names -> nominal) when no distribution is given.
-        nthread: Rollout threads (default :func:`default_nthread`); 1 steps on the calling
-            thread.
+        nthread: Physics threads, the calling thread included (default
+            :func:`default_nthread`); 1 steps on the calling thread alone.
         cost_smoothing: Weight of the newest measurement in the exponentially smoothed cost
             per fidelity (:attr:`cost_s_per_step`).
 
@@ -171,12 +169,10 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._ctrl_scale = np.maximum(-self._ctrl_low, self._ctrl_high)
         nu = self._ctrl_low.size
         self._nthread = default_nthread(n) if nthread is None else max(1, int(nthread))
-        self._rollout: mujoco.rollout.Rollout | None = mujoco.rollout.Rollout(
-            nthread=self._nthread if self._nthread > 1 else 0
-        )
-        self._thread_data: dict[tuple[int, ...], list[mujoco.MjData]] = {}
-        self._worker: ThreadPoolExecutor | None = None  # starts episodes during a rollout
-        self._physics_s = 0.0  # smoothed wall time of a step's rollout calls
+        self._sims: dict[tuple[int, ...], _Sims] = {}  # by layout (size signature)
+        self._new_model = np.zeros(n, dtype=bool)  # model new or edited since set_models
+        self._worker: ThreadPoolExecutor | None = None  # starts episodes during the physics
+        self._physics_s = 0.0  # smoothed wall time of a step's batch calls
         self._reset_s = 0.0  # smoothed wall time of one sub-env's reset within a step
         self._scratch: dict[tuple[int, ...], mujoco.MjData] = {}
         self._points: dict[int, _Draw] = {}  # by id of a point distribution in use
@@ -273,7 +269,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
 
     @property
     def nthread(self) -> int:
-        """Threads of the rollout pool (1: the calling thread)."""
+        """Physics threads, the calling thread included (1: the calling thread alone)."""
         return self._nthread
 
     def set_task_distribution(
@@ -522,15 +518,12 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         return self.call(name)
 
     def close_extras(self, **kwargs: Any) -> None:
-        """Shut the rollout thread pool and the worker thread down."""
+        """Shut the worker thread down and free the batches (their thread pools)."""
         worker = getattr(self, "_worker", None)  # absent if __init__ raised
         if worker is not None:
             worker.shutdown()
             self._worker = None
-        rollout = getattr(self, "_rollout", None)
-        if rollout is not None:
-            rollout.close()
-            self._rollout = None
+        self._sims = {}
 
     # -----------------------------------------------------------------------------------------
     # Episodes
@@ -564,7 +557,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                 model, data = draw.model, self._data(i)
                 mujoco.mj_resetData(model, data)
                 self.task.initialize_episode(model, data, rng)
-                mujoco.mj_getState(model, data, self._state[i], _FULLPHYSICS)
+                mujoco.mj_getState(model, data, self._state[i], _INTEGRATION)
             else:  # the state row alone: the reset state with the task's qpos and qvel
                 q, v = self.task.initial_state(draw.model, rng)
                 qpos.append(q)
@@ -655,11 +648,12 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             model, key = self._source.shared(i, theta, dist.fidelity)
         else:  # a theta per episode: this sub-env's own model, rewritten in place
             model, key = self._source.private(i, theta, dist.fidelity)
+            self._new_model[i] = True  # a batch is given its models again after an edit
         constants = self.task.batch_constants(model)
         scratch = self._scratch_data(key, model)
         mujoco.mj_resetData(model, scratch)
-        reset_state = np.empty(mujoco.mj_stateSize(model, _FULLPHYSICS))
-        mujoco.mj_getState(model, scratch, reset_state, _FULLPHYSICS)
+        reset_state = np.empty(mujoco.mj_stateSize(model, _INTEGRATION))
+        mujoco.mj_getState(model, scratch, reset_state, _INTEGRATION)
         return _Draw(
             theta=row,
             unit=unit,
@@ -672,22 +666,18 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         )
 
     def _set_model(self, i: int, model: mujoco.MjModel, key: tuple[int, ...]) -> None:
-        nstate = mujoco.mj_stateSize(model, _FULLPHYSICS)
+        nstate = mujoco.mj_stateSize(model, _INTEGRATION)
         if not self._nstate:
             self._nstate = nstate
             self._state = np.zeros((self.num_envs, nstate))
-            nq, nv, na = model.nq, model.nv, model.na
-            self._slices = {
-                "qpos": slice(1, 1 + nq),
-                "qvel": slice(1 + nq, 1 + nq + nv),
-                "act": slice(1 + nq + nv, 1 + nq + nv + na),
-            }
+            self._slices = state_slices(model)
         elif nstate != self._nstate:
             raise ValueError(
                 f"family {self.family.name!r}: models differ in state size ({nstate} vs "
                 f"{self._nstate}); a batched env needs one state layout"
             )
         self._models[i] = model
+        self._new_model[i] = True
         self._datas[i] = None  # allocated on demand (only live data is kept per sub-env)
         self._nsub[i] = key[0]
         self._timestep[i] = model.opt.timestep
@@ -703,7 +693,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         model, data = self._models[i], self._data(i)
         mujoco.mj_resetData(model, data)
         mujoco.mj_forward(model, data)
-        mujoco.mj_getState(model, data, self._state[i], _FULLPHYSICS)
+        mujoco.mj_getState(model, data, self._state[i], _INTEGRATION)
 
     def _data(self, i: int) -> mujoco.MjData:
         """Sub-env ``i``'s ``MjData``: its own if live, else a scratch one of its layout."""
@@ -770,18 +760,19 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         all_step: bool,
         meanwhile: Callable[[], None] | None = None,
     ) -> tuple[np.ndarray | None, np.ndarray]:
-        """Advance the stepping sub-envs' states with one rollout call per model layout.
+        """Advance the stepping sub-envs' states with one batch call per layout and fidelity.
 
         Args:
             meanwhile: Work to run on the env's worker thread while this one is in the
-                rollout calls (MuJoCo releases the GIL while it steps): the resets of the
+                batch calls (MuJoCo releases the GIL while it steps): the resets of the
                 sub-envs that do not step. It must not touch the stepping rows' models,
-                states or the arrays prepared here.
+                states or the batches.
 
         Returns:
-            The states before each row's last substep (only for rows with 2+ substeps, else
-            unused), shape ``(n, nstate)`` or ``None``, and the rollout wall time attributed
-            to each stepped row (its group's time over the group's size), shape ``(n,)``.
+            The states before each row's last substep (only with live ``MjData`` and for
+            rows with 2+ substeps, else unused), shape ``(n, nstate)`` or ``None``, and the
+            physics wall time attributed to each stepped row (its call's time over the
+            call's size), shape ``(n,)``.
         """
         if self._groups is None:
             # One call per layout and fidelity: rows of one call share its wall time, so
@@ -789,29 +780,38 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             keys: dict[tuple[int, tuple[int, ...]], list[int]] = {}
             for i, key in enumerate(self._keys):
                 keys.setdefault((int(self._fid_code[i]), key), []).append(i)
-            self._groups = [(key, np.array(rows)) for (_, key), rows in keys.items()]
+            self._groups = [
+                (key, np.array(rows, dtype=np.int32)) for (_, key), rows in keys.items()
+            ]
         calls = []
+        ctrl_cols = self._slices["ctrl"]
         for key, rows in self._groups:
             if not all_step:
                 rows = rows[stepping[rows]]
                 if not rows.size:
                     continue
-            whole = rows.size == self.num_envs
-            nsub = key[0]
-            state0 = self._state if whole else self._state[rows]
-            control = np.empty((rows.size, nsub, ctrl.shape[1]))
-            control[:] = (ctrl if whole else ctrl[rows])[:, None, :]
-            out = np.empty((rows.size, nsub, self._nstate))
-            models = self._models if whole else [self._models[i] for i in rows]
-            calls.append((key, rows, models, state0, control, out, nsub))
-
-        tasks = 1 if meanwhile is None else _OVERLAP_TASKS
+            sims = self._sims_for(key, rows)
+            if rows.size == self.num_envs:  # every sub-env, in order
+                sims.batch.state[:] = self._state
+                sims.batch.state[:, ctrl_cols] = ctrl
+                calls.append((rows, None, sims, key[0]))
+            else:
+                sims.batch.state[rows] = self._state[rows]
+                sims.batch.state[rows, ctrl_cols] = ctrl[rows]
+                calls.append((rows, rows, sims, key[0]))
+        last_sub = np.empty_like(self._state) if self._live_data else None
+        failed: list[np.ndarray] = []
 
         def run() -> list[float]:
             seconds = []
-            for key, _, models, state0, control, out, nsub in calls:
+            for rows, ids, sims, nsub in calls:
                 t0 = time.perf_counter()
-                self._run(key, models, state0, control, out, nsub, tasks)
+                if last_sub is not None and nsub > 1:  # stop before the last substep
+                    failed.append(_step(sims.batch, ids, nsub - 1))
+                    last_sub[rows] = sims.batch.state[rows]
+                    failed.append(_step(sims.batch, ids, 1))
+                else:
+                    failed.append(_step(sims.batch, ids, nsub))
                 seconds.append(time.perf_counter() - t0)
             return seconds
 
@@ -820,8 +820,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             if meanwhile is not None:
                 meanwhile()
         else:
-            # The worker runs `meanwhile` as soon as this thread enters the rollout call
-            # (it releases the GIL); the other way round, the worker would wait for the GIL
+            # The worker runs `meanwhile` as soon as this thread enters the batch call (it
+            # releases the GIL); the other way round, the worker would wait for the GIL
             # until this thread's Python work ends.
             if self._worker is None:
                 self._worker = ThreadPoolExecutor(1, thread_name_prefix="episode-starts")
@@ -831,77 +831,41 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             finally:
                 future.result()  # never return while the worker still writes our arrays
         self._physics_s += 0.1 * (sum(seconds) - self._physics_s)
-        last_sub = np.empty_like(self._state) if self._live_data else None
         timing = np.zeros(self.num_envs)
-        for (_, rows, _, _, _, out, nsub), elapsed in zip(calls, seconds, strict=True):
+        for (rows, ids, sims, _), elapsed in zip(calls, seconds, strict=True):
             timing[rows] = elapsed / rows.size
-            if rows.size == self.num_envs:
-                self._state[:] = out[:, -1]
+            if ids is None:
+                self._state[:] = sims.batch.state
             else:
-                self._state[rows] = out[:, -1]
-            if last_sub is not None and nsub > 1:
-                last_sub[rows] = out[:, -2]
+                self._state[rows] = sims.batch.state[rows]
+        for ids in failed:
+            self._state[ids, 0] = -1.0  # time goes back: the guard marks them unstable
         return last_sub, timing
 
-    def _run(
-        self,
-        key: tuple[int, ...],
-        models: list,
-        state0: np.ndarray,
-        control: np.ndarray,
-        out: np.ndarray,
-        nsub: int,
-        tasks_per_thread: int = 1,
-    ) -> None:
-        """One ``Rollout.rollout`` call; a MuJoCo error falls back to one call per row.
-
-        ``tasks_per_thread`` > 1 splits the rows finer, so that a thread slowed by other
-        work (resets on the worker thread) leaves some of its rows to the others.
-        """
-        datas = self._thread_data.get(key)
-        if datas is None:
-            datas = [mujoco.MjData(models[0]) for _ in range(self._nthread)]
-            self._thread_data[key] = datas
-        assert self._rollout is not None, "the env is closed"
-        try:
-            self._rollout.rollout(
-                models,
-                datas,
-                state0,
-                control,
-                control_spec=_CTRL,
-                skip_checks=True,
-                nstep=nsub,
-                state=out,
-                chunk_size=rollout_chunk(len(models), self._nthread * tasks_per_thread),
-            )
-        except mujoco.FatalError:
-            row = np.empty((1, nsub, self._nstate))
-            for r in range(len(models)):
-                try:
-                    self._rollout.rollout(
-                        [models[r]],
-                        datas[:1],
-                        np.ascontiguousarray(state0[r : r + 1]),
-                        np.ascontiguousarray(control[r : r + 1]),
-                        control_spec=_CTRL,
-                        skip_checks=True,
-                        nstep=nsub,
-                        state=row,
-                    )
-                    out[r] = row[0]
-                except mujoco.FatalError:
-                    out[r] = state0[r]
-                    out[r, :, 0] = -1.0  # time goes back: the guard marks it unstable
+    def _sims_for(self, key: tuple[int, ...], rows: np.ndarray) -> _Sims:
+        """The batch of layout ``key[1:]``, its models of ``rows`` those of the sub-envs."""
+        layout = key[1:]
+        sims = self._sims.get(layout)
+        if sims is None:
+            template = self._models[int(rows[0])]
+            batch = mujoco.batch.Batch(template, self.num_envs, nthread=self._nthread)
+            sims = self._sims[layout] = _Sims(batch, [template] * self.num_envs)
+        new = rows[self._new_model[rows]]
+        if new.size:
+            for i in new.tolist():
+                sims.models[i] = self._models[i]
+            self._new_model[new] = False
+            sims.batch.set_models(sims.models)
+        return sims
 
     def _replay(self, i: int, start: np.ndarray, ctrl: np.ndarray) -> None:
         """Redo sub-env ``i``'s last substep on its own ``MjData`` (derived quantities)."""
         model, data = self._models[i], self._datas[i]
-        mujoco.mj_setState(model, data, start, _FULLPHYSICS)
+        mujoco.mj_setState(model, data, start, _INTEGRATION)
         data.ctrl[:] = ctrl
         with contextlib.suppress(mujoco.FatalError):  # the batched state says what happened
             mujoco.mj_step(model, data)
-        mujoco.mj_setState(model, data, self._state[i], _FULLPHYSICS)
+        mujoco.mj_setState(model, data, self._state[i], _INTEGRATION)
 
     def _data_call(self, i: int, method: Any) -> Any:
         """``method(model, data)`` of sub-env ``i`` (its live ``MjData``)."""
@@ -1025,6 +989,33 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             self._record_cost(FIDELITIES[code], seconds[code] / count + overhead, count)
 
 
+@dataclass
+class _Sims:
+    """A ``mujoco.batch.Batch`` of one per sub-env for the models of one layout.
+
+    ``models[i]`` is what the batch steps sub-env ``i`` on (the batch's template for a
+    sub-env of another layout, which the batch never steps). ``Batch.set_models`` is
+    called again whenever a sub-env's model was replaced or rewritten in place, as its
+    contract asks.
+    """
+
+    batch: mujoco.batch.Batch
+    models: list[mujoco.MjModel]
+
+
+def _step(batch: mujoco.batch.Batch, ids: np.ndarray | None, nstep: int) -> np.ndarray:
+    """Step simulations ``ids`` (``None``: all) of ``batch`` by ``nstep`` substeps.
+
+    Returns the ids in which MuJoCo raised an error (they keep their state from before the
+    call; the others ran to completion).
+    """
+    try:
+        batch.step(ids, nstep=nstep)
+    except mujoco.batch.SimulationError as error:
+        return error.ids
+    return _NO_IDS
+
+
 @dataclass(frozen=True)
 class _Draw:
     """One episode's theta and what a sub-env needs from it (reused for point distributions)."""
@@ -1036,7 +1027,7 @@ class _Draw:
     model: mujoco.MjModel
     key: tuple[int, ...]
     constants: np.ndarray | None  # the task's batch constants for `model`
-    reset_state: np.ndarray  # `model`'s full physics state after mj_resetData
+    reset_state: np.ndarray  # `model`'s integration state after mj_resetData
 
 
 class SubEnv:

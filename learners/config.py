@@ -43,7 +43,7 @@ class LearnerConfig:
     normalize_actions: bool = False
     """Train in a [-1, 1] action space (RLlib's default) instead of the env's own units."""
     vectorize: str = "batched"
-    """How an EnvRunner steps its sub-envs: `batched` (one `mujoco.rollout` call per step over
+    """How an EnvRunner steps its sub-envs: `batched` (one `mujoco.batch.Batch` call per step over
     sub-envs with different physics, `generators.vector.BatchedVectorEnv`) or `sync` (RLlib's
     default `SyncVectorEnv`, one env at a time)."""
 
