@@ -21,7 +21,7 @@ from generators.families import (
 )
 from generators.reality import REALITIES, RealityEnv, RealityProxy, get_reality
 from generators.space import Param, ParamSpace, Region
-from generators.task import ChannelEffects, Task
+from generators.task import ChannelEffects, Task, UniformResetNoise
 from generators.vector import BatchedVectorEnv
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "Task",
     "TaskDistribution",
     "TaskEnv",
+    "UniformResetNoise",
     "get_family",
     "get_reality",
     "register_family",

@@ -8,6 +8,7 @@ its learning signal without reading RLlib's internal counters.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -37,6 +38,18 @@ class EpisodeLog:
                 "unstable": bool(unstable),
             }
         )
+
+    def extend(
+        self,
+        theta_u: Sequence[list[float]],
+        fidelity: Sequence[str],
+        ret: Sequence[float],
+        length: Sequence[int],
+        unstable: Sequence[bool],
+    ) -> None:
+        """Add one record per position of the equally long sequences, in order."""
+        for record in zip(theta_u, fidelity, ret, length, unstable, strict=True):
+            self.add(*record)
 
     def drain(self) -> list[dict[str, Any]]:
         """All records since the last drain, oldest first; the log is empty afterwards."""

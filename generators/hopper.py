@@ -38,7 +38,7 @@ from generators.modifiers import (
 )
 from generators.reality import RealityProxy, gymnasium_asset, register_reality
 from generators.space import Param, ParamSpace
-from generators.task import DEADZONE, LATENCY, OBS_NOISE, BatchState, Task
+from generators.task import DEADZONE, LATENCY, OBS_NOISE, BatchState, Task, UniformResetNoise
 from generators.terrain import Terrain, ground_height
 
 # Reference model: Gymnasium's hopper.xml, SI units, angles in radians.
@@ -314,7 +314,7 @@ def build_spec() -> mujoco.MjSpec:
 # Task
 
 
-class HopperTask(Task):
+class HopperTask(UniformResetNoise, Task):
     """Gymnasium ``Hopper-v5``'s interface, reward, termination and reset noise.
 
     Observation ``concat(qpos[1:], clip(qvel, -10, 10))`` (11 entries: torso height and
@@ -333,13 +333,7 @@ class HopperTask(Task):
     max_episode_steps = MAX_EPISODE_STEPS
     max_return = MAX_RETURN
     max_abs_velocity = 1000.0  # m/s or rad/s; v5 already terminates beyond 100
-
-    def initial_state(
-        self, model: mujoco.MjModel, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The reference pose and zero velocity, each perturbed by U(-5e-3, 5e-3)."""
-        qpos = model.qpos0 + rng.uniform(-RESET_NOISE, RESET_NOISE, size=model.nq)
-        return qpos, rng.uniform(-RESET_NOISE, RESET_NOISE, size=model.nv)
+    reset_noise = RESET_NOISE
 
     def observation(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
         """Return ``concat(qpos[1:], clip(qvel, -10, 10))``, shape ``(11,)``."""

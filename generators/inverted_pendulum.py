@@ -35,7 +35,7 @@ from generators.modifiers import (
     capsule_mass,
 )
 from generators.space import Param, ParamSpace
-from generators.task import DEADZONE, LATENCY, OBS_NOISE, BatchState, Task
+from generators.task import DEADZONE, LATENCY, OBS_NOISE, BatchState, Task, UniformResetNoise
 
 # Reference geometry of Gymnasium's inverted_pendulum.xml, SI units.
 CART_RADIUS, CART_HALF_LENGTH = 0.1, 0.1
@@ -182,7 +182,7 @@ def build_spec() -> mujoco.MjSpec:
 # Task
 
 
-class InvertedPendulumTask(Task):
+class InvertedPendulumTask(UniformResetNoise, Task):
     """Gymnasium ``InvertedPendulum-v5``'s interface, reward and termination.
 
     Observation ``concat(qpos, qvel)`` = (cart position, pole angle, cart velocity, pole
@@ -196,13 +196,7 @@ class InvertedPendulumTask(Task):
     max_episode_steps = MAX_EPISODE_STEPS
     max_return = float(MAX_EPISODE_STEPS)
     max_abs_velocity = 100.0  # m/s or rad/s; a sound cart-pole stays far below
-
-    def initial_state(
-        self, model: mujoco.MjModel, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The reference pose and zero velocity, each perturbed by U(-0.01, 0.01)."""
-        qpos = model.qpos0 + rng.uniform(-RESET_NOISE, RESET_NOISE, size=model.nq)
-        return qpos, rng.uniform(-RESET_NOISE, RESET_NOISE, size=model.nv)
+    reset_noise = RESET_NOISE
 
     def observation(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
         """Return ``concat(qpos, qvel)``, shape ``(4,)``."""

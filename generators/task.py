@@ -145,6 +145,15 @@ class Task(ABC):
         arrays (the batched env) write these rows directly, without an ``MjData``.
         """
 
+    def initial_state_batch(
+        self, models: Sequence[mujoco.MjModel], rngs: Sequence[np.random.Generator]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Vectorized :meth:`initial_state`: row ``i`` from ``models[i]`` and ``rngs[i]``,
+        bit for bit and with the same draws; ``qpos`` ``(n, nq)``, ``qvel`` ``(n, nv)``, or
+        ``None`` (the env then calls :meth:`initial_state` per row)."""
+        del models, rngs
+        return None
+
     def initialize_episode(
         self, model: mujoco.MjModel, data: mujoco.MjData, rng: np.random.Generator
     ) -> None:
@@ -274,3 +283,28 @@ class Task(ABC):
             # NaN fails the comparison, so a non-finite velocity also counts.
             bad |= ~(np.abs(state.qvel).max(axis=1) <= self.max_abs_velocity)
         return bad
+
+
+class UniformResetNoise:
+    """Mixin for a :class:`Task`: Gymnasium's MuJoCo v5 reset, ``qpos0 + U(-a, a)`` and
+    ``U(-a, a)`` velocities with ``a`` = :attr:`reset_noise`, with its batched version."""
+
+    reset_noise: float
+
+    def initial_state(
+        self, model: mujoco.MjModel, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The reference pose and zero velocity, each perturbed by ``U(-a, a)``."""
+        a = self.reset_noise
+        qpos = model.qpos0 + rng.uniform(-a, a, size=model.nq)
+        return qpos, rng.uniform(-a, a, size=model.nv)
+
+    def initial_state_batch(
+        self, models: Sequence[mujoco.MjModel], rngs: Sequence[np.random.Generator]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`initial_state` for many models: one ``random`` call per generator gives the
+        doubles ``uniform`` would use, mapped as ``uniform`` maps them (``low + range * u``)."""
+        nq, a = models[0].nq, self.reset_noise
+        u = np.array([rng.random(nq + models[0].nv) for rng in rngs])
+        noise = -a + (a - -a) * u
+        return np.array([m.qpos0 for m in models]) + noise[:, :nq], noise[:, nq:]

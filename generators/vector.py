@@ -490,13 +490,14 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._obs = self._observe(slice(None))
         self._done = terminated | truncated
         self._returns += rewards
-        for i in np.flatnonzero(self._done):
-            self.episode_log.add(
-                self._unit[i].tolist(),
-                str(self._fidelity[i]),
-                self._returns[i],
-                int(self._steps[i]),
-                bool(unstable[i]),
+        ended = np.flatnonzero(self._done)
+        if ended.size:
+            self.episode_log.extend(
+                self._unit[ended].tolist(),
+                self._fidelity[ended].tolist(),
+                self._returns[ended].tolist(),
+                self._steps[ended].tolist(),
+                unstable[ended].tolist(),
             )
         infos = self._infos(slice(None), unstable, None)
 
@@ -544,25 +545,26 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
     def _reset_envs(self, idx: np.ndarray, fixed_theta: Mapping[str, float] | None) -> None:
         """Start a new episode in each sub-env of ``idx``, as ``TaskEnv.reset`` does."""
         draws = self._episode_draws(idx, fixed_theta)
-        qpos, qvel = [], []
+        live = self._live_data
         for i, draw in zip(idx.tolist(), draws, strict=True):
-            rng = self._rngs[i]
             if draw.model is not self._models[i]:
                 self._set_model(i, draw.model, draw.key)
             if draw.constants is not None:
                 if self._const is None:
                     self._const = np.zeros((self.num_envs, draw.constants.size))
                 self._const[i] = draw.constants
-            if self._live_data:  # per-env task methods read this sub-env's MjData
+            if live:  # per-env task methods read this sub-env's MjData
                 model, data = draw.model, self._data(i)
                 mujoco.mj_resetData(model, data)
-                self.task.initialize_episode(model, data, rng)
+                self.task.initialize_episode(model, data, self._rngs[i])
                 mujoco.mj_getState(model, data, self._state[i], _INTEGRATION)
-            else:  # the state row alone: the reset state with the task's qpos and qvel
-                q, v = self.task.initial_state(draw.model, rng)
-                qpos.append(q)
-                qvel.append(v)
-        if qpos:  # the state rows, one array write per part
+        if not live and idx.size:  # the state rows alone: reset state, the task's qpos, qvel
+            models = [d.model for d in draws]
+            rngs = [self._rngs[i] for i in idx.tolist()]
+            drawn = self.task.initial_state_batch(models, rngs)
+            if drawn is None:
+                drawn = zip(*map(self.task.initial_state, models, rngs), strict=True)
+            qpos, qvel = drawn
             self._state[idx] = [d.reset_state for d in draws]
             self._state[idx, self._slices["qpos"]] = qpos
             self._state[idx, self._slices["qvel"]] = qvel

@@ -147,6 +147,26 @@ def test_every_family_matches_its_task_env(name: str) -> None:
         assert_equivalent(family, dist, n=3, steps=20, atol=0.0)
 
 
+@pytest.mark.parametrize("name", ["inverted_pendulum", "hopper"])
+def test_batched_initial_states_are_the_per_model_draws(name: str) -> None:
+    """``initial_state_batch`` gives each row what ``initial_state`` gives its model and
+    generator, bit for bit, and leaves each generator where ``initial_state`` leaves it."""
+    family = generators.get_family(name)
+    space, task = family.space, family.task
+    pick = np.random.default_rng(3)
+    models = [family.build_model(space.from_unit(pick.random(space.dim)), "fine") for _ in range(4)]
+    seeds = [11, 12, 13, 14]
+    batched_rngs = [np.random.default_rng(s) for s in seeds]
+    batched = task.initial_state_batch(models, batched_rngs)
+    assert batched is not None
+    for row, (model, seed, rng) in enumerate(zip(models, seeds, batched_rngs, strict=True)):
+        single_rng = np.random.default_rng(seed)
+        qpos, qvel = task.initial_state(model, single_rng)
+        np.testing.assert_array_equal(batched[0][row], qpos)
+        np.testing.assert_array_equal(batched[1][row], qvel)
+        assert rng.random() == single_rng.random()
+
+
 @pytest.mark.parametrize("name", sorted(generators.FAMILIES))
 def test_episodes_started_during_the_physics_change_nothing(name: str, monkeypatch) -> None:
     """Sub-envs that start their next episode on the worker thread while the others step
