@@ -11,33 +11,27 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+_FIELDS = ("theta_u", "fidelity", "return", "length", "unstable")
+
 
 class EpisodeLog:
     """FIFO of episode records (plain dicts), capped at `maxlen`; the oldest are dropped.
 
     Each record: `theta_u` (list, the unit-cube coordinates of the episode's theta in the
     env's parameter space), `fidelity`, `return`, `length` (env steps) and `unstable`.
+    Records are kept as tuples while the envs step and become dicts when drained.
     """
 
     def __init__(self, maxlen: int = 20_000) -> None:
-        self._records: deque[dict[str, Any]] = deque(maxlen=maxlen)
+        self._records: deque[tuple[list[float], str, float, int, bool]] = deque(maxlen=maxlen)
         self.dropped = 0
         """Records pushed out unread because the log was full."""
 
     def add(
         self, theta_u: list[float], fidelity: str, ret: float, length: int, unstable: bool
     ) -> None:
-        if len(self._records) == self._records.maxlen:
-            self.dropped += 1
-        self._records.append(
-            {
-                "theta_u": theta_u,
-                "fidelity": fidelity,
-                "return": float(ret),
-                "length": int(length),
-                "unstable": bool(unstable),
-            }
-        )
+        """Append one record."""
+        self.extend([theta_u], [fidelity], [float(ret)], [int(length)], [bool(unstable)])
 
     def extend(
         self,
@@ -47,12 +41,14 @@ class EpisodeLog:
         length: Sequence[int],
         unstable: Sequence[bool],
     ) -> None:
-        """Add one record per position of the equally long sequences, in order."""
-        for record in zip(theta_u, fidelity, ret, length, unstable, strict=True):
-            self.add(*record)
+        """Append one record per position of the equally long sequences, in order (Python
+        numbers, as ``ndarray.tolist`` gives them)."""
+        maxlen = self._records.maxlen or 0
+        self.dropped += max(0, len(self._records) + len(theta_u) - maxlen)
+        self._records.extend(zip(theta_u, fidelity, ret, length, unstable, strict=True))
 
     def drain(self) -> list[dict[str, Any]]:
         """All records since the last drain, oldest first; the log is empty afterwards."""
-        out = list(self._records)
+        out = [dict(zip(_FIELDS, record, strict=True)) for record in self._records]
         self._records.clear()
         return out

@@ -876,9 +876,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
     def _batch_state(self, rows: slice | np.ndarray, **step: np.ndarray) -> BatchState:
         """The rows' states; ``step`` adds ``ctrl``, ``action`` and ``qpos_before``."""
         state = self._state[rows]
-        models = self._models if isinstance(rows, slice) else [self._models[i] for i in rows]
         return BatchState(
-            models=models,
+            models=self._models if isinstance(rows, slice) else _Rows(self._models, rows),
             time=state[:, 0],
             qpos=state[:, self._slices["qpos"]],
             qvel=state[:, self._slices["qvel"]],
@@ -989,6 +988,22 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         for code in np.flatnonzero(counts):
             count = int(counts[code])
             self._record_cost(FIDELITIES[code], seconds[code] / count + overhead, count)
+
+
+class _Rows(Sequence):
+    """``items[rows[k]]`` at position ``k``: a batch state's models without building a list
+    (the batched task methods seldom read them)."""
+
+    def __init__(self, items: list[Any], rows: np.ndarray) -> None:
+        self._items, self._rows = items, rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self._items[i] for i in self._rows[k].tolist()]
+        return self._items[int(self._rows[k])]
 
 
 @dataclass

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from generators import TaskDistribution, get_family
+from generators.episodes import EpisodeLog
 
 FAMILY = get_family("inverted_pendulum")
 SPACE = FAMILY.space.with_overrides({"pole_mass": {"low": 1e-6}, "actuator_gain": {"high": 1e4}})
@@ -56,3 +57,22 @@ def test_batched_env_logs_unstable_episodes_where_they_ran() -> None:
     assert all(e["return"] == 0.0 for e in unstable)  # blew up on the first step
     stable = [e for e in log if not e["unstable"]]
     assert stable and all(np.allclose(e["theta_u"], nominal, atol=1e-4) for e in stable)
+
+
+def test_a_full_log_drops_the_oldest_records_and_counts_them() -> None:
+    log = EpisodeLog(maxlen=3)
+    log.add([0.1], "fine", 1, 10, False)
+    log.extend(
+        [[0.2], [0.3], [0.4], [0.5]], ["coarse"] * 4, [2.0, 3.0, 4.0, 5.0], [1] * 4, [True] * 4
+    )
+    assert log.dropped == 2
+    records = log.drain()
+    assert [r["theta_u"] for r in records] == [[0.3], [0.4], [0.5]]
+    assert records[0] == {
+        "theta_u": [0.3],
+        "fidelity": "coarse",
+        "return": 3.0,
+        "length": 1,
+        "unstable": True,
+    }
+    assert log.drain() == [] and log.dropped == 2

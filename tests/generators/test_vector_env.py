@@ -570,3 +570,16 @@ def _at(model: mujoco.MjModel, qpos: np.ndarray) -> mujoco.MjData:
     data = mujoco.MjData(model)
     data.qpos[:] = qpos
     return data
+
+
+def test_a_batch_states_models_are_those_of_its_rows(space: ParamSpace) -> None:
+    """Batched task methods see each row's own model when only some sub-envs step."""
+    family = generators.get_family("inverted_pendulum")
+    venv = BatchedVectorEnv(family, 4, distribution=TaskDistribution.uniform(space, "coarse"))
+    venv.reset(seed=0)
+    state = venv._batch_state(np.array([3, 1]))
+    assert len(state.models) == 2
+    assert list(state.models) == [venv._models[3], venv._models[1]]
+    assert state.models[-1] is venv._models[1] and state.models[:1] == [venv._models[3]]
+    assert venv._models[3] is not venv._models[1]
+    venv.close()
