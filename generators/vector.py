@@ -9,9 +9,8 @@ positions, velocities, controls, the solver's warm start...) are stacked into on
 ``mujoco.batch.Batch.step`` call per model layout: one simulation per sub-env on its own
 model (``set_models``), ``nstep`` = the family's physics substeps per control step, on a
 persistent thread pool. Latency FIFOs, deadzone, observation noise, reward, termination and
-the stability guard run on the stacked arrays with numpy. The sub-envs whose episode ended
-start the next one (theta draw, model, initial state) on a worker thread while the physics
-runs, MuJoCo having released the GIL, when both take long enough for that to pay.
+the stability guard run on the stacked arrays with numpy, and the sub-envs whose episode
+ended start the next one (theta draw, model, initial state) together.
 
 Sub-env ``i`` reproduces a :class:`TaskEnv` reset with seed ``seed + i`` and given the same
 actions bit for bit (same randomness stream, same ``mj_step`` calls from the same states).
@@ -23,8 +22,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -53,10 +51,6 @@ from generators.task import LATENCY, BatchState, ChannelEffects, Task
 
 _INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION.value
 _NOISE_CHUNK = 32  # standard normals drawn per sub-env at a time (rows of obs size)
-_OVERLAP_MIN_S = 1e-4
-"""Resets run on a worker thread during the physics when both the physics (smoothed) and
-the resets (expected, from the smoothed time per reset) take longer than this: the time
-hidden is the shorter of the two, and a thread handoff costs tens of microseconds."""
 _NO_IDS = np.zeros(0, dtype=np.int32)
 COST_SMOOTHING = 0.05
 """Default weight of the newest measurement in the per-fidelity cost average."""
@@ -171,9 +165,6 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._nthread = default_nthread(n) if nthread is None else max(1, int(nthread))
         self._sims: dict[tuple[int, ...], _Sims] = {}  # by layout (size signature)
         self._new_model = np.zeros(n, dtype=bool)  # model new or edited since set_models
-        self._worker: ThreadPoolExecutor | None = None  # starts episodes during the physics
-        self._physics_s = 0.0  # smoothed wall time of a step's batch calls
-        self._reset_s = 0.0  # smoothed wall time of one sub-env's reset within a step
         self._scratch: dict[tuple[int, ...], mujoco.MjData] = {}
         self._points: dict[int, _Draw] = {}  # by id of a point distribution in use
         self._point_dists: dict[int, TaskDistribution] = {}
@@ -416,23 +407,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         time_before = self._state[:, 0].copy()
         qpos_before = self._state[:, self._slices["qpos"]].copy()
         prev = self._state.copy() if live else None
-        # The sub-envs whose episode ended start the next one while the others step
-        # (their rows, models and RNGs are disjoint) if the step's physics is long enough
-        # to hide them behind, unless per-env task methods read live MjData: then after
-        # the step, as a TaskEnv would. Either way the results are the same.
-        reset_idx = np.flatnonzero(resetting)
-        hidden = min(self._physics_s, reset_idx.size * self._reset_s)
-        overlap = bool(reset_idx.size) and not live and hidden > _OVERLAP_MIN_S
-
-        def start_episodes() -> None:
-            t0 = time.perf_counter()
-            self._reset_envs(reset_idx, None)
-            per_reset = (time.perf_counter() - t0) / reset_idx.size
-            self._reset_s += 0.1 * (per_reset - self._reset_s)
-
-        last_sub, physics_s = self._physics(
-            ctrl, stepping, all_step, start_episodes if overlap else None
-        )
+        last_sub, physics_s = self._physics(ctrl, stepping, all_step)
         self._steps[stepping] += 1
         expected = time_before + (self._nsub - 0.5) * self._timestep
         unstable = stepping & (self._state[:, 0] < expected)  # MuJoCo stopped or reset it
@@ -485,8 +460,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         rewards[resetting] = 0.0
         truncated = stepping & (self._steps >= self.task.max_episode_steps)
 
-        if reset_idx.size and not overlap:
-            start_episodes()
+        if resetting.any():  # the sub-envs whose episode ended start the next one
+            self._reset_envs(np.flatnonzero(resetting), None)
         self._obs = self._observe(slice(None))
         self._done = terminated | truncated
         self._returns += rewards
@@ -519,11 +494,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         return self.call(name)
 
     def close_extras(self, **kwargs: Any) -> None:
-        """Shut the worker thread down and free the batches (their thread pools)."""
-        worker = getattr(self, "_worker", None)  # absent if __init__ raised
-        if worker is not None:
-            worker.shutdown()
-            self._worker = None
+        """Free the batches (their thread pools)."""
         self._sims = {}
 
     # -----------------------------------------------------------------------------------------
@@ -760,15 +731,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         ctrl: np.ndarray,
         stepping: np.ndarray,
         all_step: bool,
-        meanwhile: Callable[[], None] | None = None,
     ) -> tuple[np.ndarray | None, np.ndarray]:
         """Advance the stepping sub-envs' states with one batch call per layout and fidelity.
-
-        Args:
-            meanwhile: Work to run on the env's worker thread while this one is in the
-                batch calls (MuJoCo releases the GIL while it steps): the resets of the
-                sub-envs that do not step. It must not touch the stepping rows' models,
-                states or the batches.
 
         Returns:
             The states before each row's last substep (only with live ``MjData`` and for
@@ -803,36 +767,16 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                 calls.append((rows, rows, sims, key[0]))
         last_sub = np.empty_like(self._state) if self._live_data else None
         failed: list[np.ndarray] = []
-
-        def run() -> list[float]:
-            seconds = []
-            for rows, ids, sims, nsub in calls:
-                t0 = time.perf_counter()
-                if last_sub is not None and nsub > 1:  # stop before the last substep
-                    failed.append(_step(sims.batch, ids, nsub - 1))
-                    last_sub[rows] = sims.batch.state[rows]
-                    failed.append(_step(sims.batch, ids, 1))
-                else:
-                    failed.append(_step(sims.batch, ids, nsub))
-                seconds.append(time.perf_counter() - t0)
-            return seconds
-
-        if meanwhile is None or not calls:
-            seconds = run()
-            if meanwhile is not None:
-                meanwhile()
-        else:
-            # The worker runs `meanwhile` as soon as this thread enters the batch call (it
-            # releases the GIL); the other way round, the worker would wait for the GIL
-            # until this thread's Python work ends.
-            if self._worker is None:
-                self._worker = ThreadPoolExecutor(1, thread_name_prefix="episode-starts")
-            future = self._worker.submit(meanwhile)
-            try:
-                seconds = run()
-            finally:
-                future.result()  # never return while the worker still writes our arrays
-        self._physics_s += 0.1 * (sum(seconds) - self._physics_s)
+        seconds = []
+        for rows, ids, sims, nsub in calls:
+            t0 = time.perf_counter()
+            if last_sub is not None and nsub > 1:  # stop before the last substep
+                failed.append(_step(sims.batch, ids, nsub - 1))
+                last_sub[rows] = sims.batch.state[rows]
+                failed.append(_step(sims.batch, ids, 1))
+            else:
+                failed.append(_step(sims.batch, ids, nsub))
+            seconds.append(time.perf_counter() - t0)
         timing = np.zeros(self.num_envs)
         for (rows, ids, sims, _), elapsed in zip(calls, seconds, strict=True):
             timing[rows] = elapsed / rows.size

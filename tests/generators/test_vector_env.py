@@ -11,7 +11,6 @@ import pytest
 
 import generators
 from generators import Family, ParamSpace, TaskDistribution
-from generators import vector as vector_module
 from generators.inverted_pendulum import InvertedPendulumFamily, InvertedPendulumTask
 from generators.task import BatchState
 from generators.vector import BatchedVectorEnv, SubEnv
@@ -165,36 +164,6 @@ def test_batched_initial_states_are_the_per_model_draws(name: str) -> None:
         np.testing.assert_array_equal(batched[0][row], qpos)
         np.testing.assert_array_equal(batched[1][row], qvel)
         assert rng.random() == single_rng.random()
-
-
-@pytest.mark.parametrize("name", sorted(generators.FAMILIES))
-def test_episodes_started_during_the_physics_change_nothing(name: str, monkeypatch) -> None:
-    """Sub-envs that start their next episode on the worker thread while the others step
-    (done once a step's physics is long enough) give bit-identical results."""
-    family = generators.get_family(name)
-    dist = TaskDistribution.uniform(family.space, "coarse")
-    low, high = family.task.action_space.low, family.task.action_space.high
-    steps = family.max_episode_steps + 20  # every sub-env starts a second episode
-    actions = np.random.default_rng(0).uniform(low, high, size=(steps, 8, low.size))
-    half = np.arange(8) % 2 == 0  # restarted early, so episodes end at different steps
-    runs = {}
-    for threshold in (math.inf, 0.0):
-        monkeypatch.setattr(vector_module, "_OVERLAP_MIN_S", threshold)
-        venv = BatchedVectorEnv(family, 8, distribution=dist)
-        out = [venv.reset(seed=5)[0]]
-        for t, a in enumerate(actions):
-            if t == 5:
-                out.append(venv.reset(options={"reset_mask": half})[0])
-            obs, rew, term, trunc, info = venv.step(a)
-            out += [obs, rew, term, trunc, info["unstable"], info["theta"][family.space.names[0]]]
-        runs[threshold] = (out, venv._worker is not None, venv.episode_log.drain())
-        venv.close()
-    (sequential, worker_seq, log_seq), (overlapped, worker_ovl, log_ovl) = runs.values()
-    assert (worker_seq, worker_ovl) == (False, True)
-    assert len(log_ovl) >= 8  # every sub-env ended an episode and started the next
-    for a, b in zip(sequential, overlapped, strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert log_seq == log_ovl
 
 
 class _PerEnvTask(InvertedPendulumTask):
