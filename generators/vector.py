@@ -749,43 +749,30 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             self._groups = [
                 (key, np.array(rows, dtype=np.int32)) for (_, key), rows in keys.items()
             ]
-        calls = []
+        last_sub = np.empty_like(self._state) if self._live_data else None
+        timing = np.zeros(self.num_envs)
         ctrl_cols = self._slices["ctrl"]
         for key, rows in self._groups:
             if not all_step:
                 rows = rows[stepping[rows]]
                 if not rows.size:
                     continue
-            sims = self._sims_for(key, rows)
-            if rows.size == self.num_envs:  # every sub-env, in order
-                sims.batch.state[:] = self._state
-                sims.batch.state[:, ctrl_cols] = ctrl
-                calls.append((rows, None, sims, key[0]))
-            else:
-                sims.batch.state[rows] = self._state[rows]
-                sims.batch.state[rows, ctrl_cols] = ctrl[rows]
-                calls.append((rows, rows, sims, key[0]))
-        last_sub = np.empty_like(self._state) if self._live_data else None
-        failed: list[np.ndarray] = []
-        seconds = []
-        for rows, ids, sims, nsub in calls:
+            batch, nsub = self._sims_for(key, rows).batch, key[0]
+            whole = rows.size == self.num_envs  # every sub-env, in order
+            ids, sel = (None, slice(None)) if whole else (rows, rows)
+            batch.state[sel] = self._state[sel]
+            batch.state[sel, ctrl_cols] = ctrl[sel]
             t0 = time.perf_counter()
             if last_sub is not None and nsub > 1:  # stop before the last substep
-                failed.append(_step(sims.batch, ids, nsub - 1))
-                last_sub[rows] = sims.batch.state[rows]
-                failed.append(_step(sims.batch, ids, 1))
+                failed = [_step(batch, ids, nsub - 1)]
+                last_sub[sel] = batch.state[sel]
+                failed.append(_step(batch, ids, 1))
             else:
-                failed.append(_step(sims.batch, ids, nsub))
-            seconds.append(time.perf_counter() - t0)
-        timing = np.zeros(self.num_envs)
-        for (rows, ids, sims, _), elapsed in zip(calls, seconds, strict=True):
-            timing[rows] = elapsed / rows.size
-            if ids is None:
-                self._state[:] = sims.batch.state
-            else:
-                self._state[rows] = sims.batch.state[rows]
-        for ids in failed:
-            self._state[ids, 0] = -1.0  # time goes back: the guard marks them unstable
+                failed = [_step(batch, ids, nsub)]
+            timing[rows] = (time.perf_counter() - t0) / rows.size
+            self._state[sel] = batch.state[sel]
+            for bad in failed:
+                self._state[bad, 0] = -1.0  # time goes back: the guard marks them unstable
         return last_sub, timing
 
     def _sims_for(self, key: tuple[int, ...], rows: np.ndarray) -> _Sims:
