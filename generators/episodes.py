@@ -43,8 +43,8 @@ class EpisodeLog:
     ) -> None:
         """Append one record per position of the equally long sequences, in order (Python
         numbers, as ``ndarray.tolist`` gives them)."""
-        maxlen = self._records.maxlen or 0
-        self.dropped += max(0, len(self._records) + len(theta_u) - maxlen)
+        if self._records.maxlen is not None:
+            self.dropped += max(0, len(self._records) + len(theta_u) - self._records.maxlen)
         self._records.extend(zip(theta_u, fidelity, ret, length, unstable, strict=True))
 
     def drain(self) -> list[dict[str, Any]]:

@@ -302,8 +302,9 @@ class UniformResetNoise:
     def initial_state_batch(
         self, models: Sequence[mujoco.MjModel], rngs: Sequence[np.random.Generator]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`initial_state` for many models: one ``random`` call per generator gives the
-        doubles ``uniform`` would use, mapped as ``uniform`` maps them (``low + range * u``)."""
+        """:meth:`initial_state` for models of one layout: one ``random`` call per generator
+        gives the doubles ``uniform`` would use, mapped as ``uniform`` maps them
+        (``low + range * u``)."""
         nq, a = models[0].nq, self.reset_noise
         u = np.array([rng.random(nq + models[0].nv) for rng in rngs])
         noise = -a + (a - -a) * u
