@@ -771,7 +771,14 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                 failed = [_step(batch, ids, nsub)]
             timing[rows] = (time.perf_counter() - t0) / rows.size
             self._state[sel] = batch.state[sel]
-            for bad in failed:
+            # A warning, as `TaskEnv` checks: an automatic reset in an episode's very first
+            # substep leaves the time an uninterrupted step would, so time alone misses it.
+            # Counts are cleared once read, so the batch's are always this step's.
+            warned = _NO_IDS
+            if batch.warning.any():
+                warned = np.flatnonzero(batch.warning[:, :, 1].any(axis=1))
+                batch.warning[warned] = 0
+            for bad in (*failed, warned):
                 self._state[bad, 0] = -1.0  # time goes back: the guard marks them unstable
         return last_sub, timing
 

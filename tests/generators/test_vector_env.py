@@ -261,6 +261,40 @@ def test_unstable_count_matches_task_env(family: Family, space: ParamSpace) -> N
     assert venv.unstable_episodes == 2 * env.unstable_episodes == 2
 
 
+def test_automatic_reset_in_an_episode_first_substep_is_flagged_as_task_env_flags_it(
+    family: Family,
+) -> None:
+    # Near-zero masses with a large gain: the first substep's acceleration is bad, and MuJoCo
+    # resets the state and steps on. At coarse (one substep per step) that leaves the time
+    # an uninterrupted step would; only the warning tells.
+    space = family.space.with_overrides(
+        {"pole_mass": {"low": 1e-6}, "cart_mass": {"low": 1e-6}, "actuator_gain": {"high": 1e4}}
+    )
+    theta = {"pole_mass": 1e-6, "cart_mass": 1e-6, "actuator_gain": 1e4}
+    dist = TaskDistribution.point(space, theta, "coarse")
+    n = 3
+    venv = family.make_vector_env(n, "coarse", space=space, distribution=dist)
+    envs = [family.make_env(fidelity="coarse", space=space, distribution=dist) for _ in range(n)]
+    venv.reset(seed=0)
+    for i, env in enumerate(envs):
+        env.reset(seed=i)
+    rng = np.random.default_rng(0)
+    done = np.zeros(n, dtype=bool)
+    for _ in range(12):
+        action = rng.uniform(-3, 3, (n, 1))
+        _, _, term, trunc, info = venv.step(action)
+        for i, env in enumerate(envs):
+            if done[i]:  # next-step autoreset
+                env.reset()
+                assert not info["unstable"][i] and not term[i]
+            else:
+                _, _, te, _, inf = env.step(action[i])
+                assert inf["unstable"] and te  # every step of this world resets itself
+                assert info["unstable"][i] and term[i]
+        done = term | trunc
+    assert venv.unstable_episodes == sum(env.unstable_episodes for env in envs) == 6 * n
+
+
 # ---------------------------------------------------------------------------------------------
 # Distribution handling, views, API
 
