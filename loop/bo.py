@@ -4,10 +4,12 @@ Every iteration it proposes ``q`` points of the unit cube, each at a fidelity, b
 information gain per unit cost (`loop.mfbo.MultiFidelityBO`, cost-aware MF-MES by default)
 over a drifting multi-fidelity GP of the learning signal. The learner then trains on a
 mixture of boxes around those points plus a uniform exploration share at the target
-fidelity (`controller.explore_share`). What it observes per proposal is the absolute
-learning progress there (`loop.controllers.learning_progress`, normalized by the loop), the
-measured seconds per env step at that fidelity, and whether the simulation went unstable
-there (the feasibility model steers proposals away from such regions). With
+fidelity (`controller.explore_share`; with `controller.explore_final` it rises as the budget
+is spent, so that the curriculum ends on uniform domain randomization over the space, as
+self-paced curricula end on their target distribution). What it observes per proposal is
+the absolute learning progress there (`loop.controllers.learning_progress`, normalized by
+the loop), the measured seconds per env step at that fidelity, and whether the simulation
+went unstable there (the feasibility model steers proposals away from such regions). With
 `controller.signal: local` it observes instead the change of return between this
 iteration's and the previous one's training episodes nearest a point
 (`loop.controllers.local_progress`), at its proposals and at `controller.episode_points`
@@ -150,13 +152,23 @@ class BOController(Controller):
         base[:, d] = 1.0  # the target fidelity
         return main_effects(model, base, range(d)).numpy()
 
+    def explore_share(self) -> float:
+        """This iteration's uniform exploration share: `controller.explore_share`, rising
+        linearly to `controller.explore_final` with the budget's `progress`."""
+        cfg = self.config
+        if cfg.explore_final is None:
+            return cfg.explore_share
+        p = min(max(self.progress, 0.0), 1.0)
+        return cfg.explore_share + (cfg.explore_final - cfg.explore_share) * p
+
     def propose(self, history: Sequence[Mapping[str, Any]]) -> list[Proposal]:
         cfg = self.config
         points = self.bo.propose(cfg.q)
         t0 = time.perf_counter()
         dims, relevance = self.focus()
         relevance_s = time.perf_counter() - t0
-        weight = (1.0 - cfg.explore_share) / len(points)
+        explore = self.explore_share()
+        weight = (1.0 - explore) / len(points)
         proposals = []
         for x, k in points:
             low = np.zeros_like(x)
@@ -172,14 +184,14 @@ class BOController(Controller):
                     point=tuple(float(v) for v in x),
                 )
             )
-        if cfg.explore_share > 0:
+        if explore > 0:
             d = self.space.dim
             proposals.append(
                 Proposal(
                     (0.0,) * d,
                     (1.0,) * d,
                     self._allowed(self.target),
-                    cfg.explore_share,
+                    explore,
                     explore=True,
                 )
             )
@@ -191,6 +203,7 @@ class BOController(Controller):
                 "focus_params": [self.space.names[i] for i in dims],
                 "relevance_source": cfg.relevance,
                 "relevance_s": relevance_s,
+                "explore_share": explore,
             }
         )
         return proposals

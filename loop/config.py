@@ -63,6 +63,11 @@ class ControllerConfig:
     them (clamped, so one config fits every task)."""
     explore_share: float = 0.2
     """Share of the task distribution spent on uniform exploration at the target fidelity."""
+    explore_final: float | None = None
+    """Exploration share `bo` reaches when the budget is spent: the share rises linearly from
+    `explore_share` with the share of the budget spent before each iteration (iterations or
+    the target fidelity's budget, whichever is further), so that the curriculum ends on the
+    target distribution, uniform over the space, as self-paced curricula do. Null: constant."""
     drift: bool = True
     """Model the learning signal as drifting over time (a time input with its own kernel)."""
     feasibility: bool = True
@@ -319,6 +324,11 @@ def check_controller(c: ControllerConfig, family_fidelities: Sequence[str]) -> N
         )
     if not 0 <= c.explore_share < 1:
         raise ConfigError("controller.explore_share", f"must be in [0, 1) (got {c.explore_share})")
+    if c.explore_final is not None and not c.explore_share <= c.explore_final <= 1:
+        raise ConfigError(
+            "controller.explore_final",
+            f"must be in [{c.explore_share} (explore_share), 1] (got {c.explore_final})",
+        )
     if c.signal not in SIGNALS:
         known = ", ".join(SIGNALS)
         raise ConfigError("controller.signal", f"unknown {c.signal!r} (known: {known})")

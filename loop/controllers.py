@@ -218,6 +218,9 @@ class Controller(ABC):
         self.allowed_fidelities: list[str] | None = None
         """Fidelities with budget left, set by the loop's scheduler before each `propose`
         (None: all). Controllers that choose fidelities must stay within them."""
+        self.progress = 0.0
+        """Share of the run's budget spent before this `propose` (iterations or target-fidelity
+        budget, whichever is further), set by the loop; 0 outside a loop."""
 
     @abstractmethod
     def propose(self, history: Sequence[Mapping[str, Any]]) -> list[Proposal]:

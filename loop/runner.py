@@ -376,6 +376,7 @@ class Loop:
         scheduler = self.scheduler
         # 1. Propose: the controller picks the training contexts (and fidelities).
         self.controller.allowed_fidelities = scheduler.available()
+        self.controller.progress = max(k / cfg.budget.iterations, scheduler.target_spent())
         t0 = time.perf_counter()
         proposals = self.controller.propose(self.history)
         propose_s = time.perf_counter() - t0

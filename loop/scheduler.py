@@ -85,6 +85,17 @@ class Scheduler:
         """Fidelities with at least one env step of budget left (in budget order)."""
         return [name for name in self.budgets if self.remaining_steps(name) >= 1]
 
+    def target_spent(self) -> float:
+        """Share of the target fidelity's budget spent (env steps or simulation seconds,
+        whichever is further; 0 when it is unlimited)."""
+        budget = self.budgets[self.target]
+        spent = 0.0
+        if budget.env_steps:
+            spent = self.env_steps.get(self.target, 0) / budget.env_steps
+        if budget.sim_s:
+            spent = max(spent, self.sim_s.get(self.target, 0.0) / budget.sim_s)
+        return min(spent, 1.0)
+
     def exhausted(self) -> bool:
         """Whether the target fidelity's budget is spent (the run ends `budget_exhausted`)."""
         return self.remaining_steps(self.target) < 1

@@ -75,6 +75,24 @@ def test_proposals_are_boxes_around_points_plus_uniform_exploration() -> None:
     assert ctrl.diagnostics["focus_dims"] == list(range(SPACE.dim))
 
 
+def test_exploration_share_rises_to_explore_final_with_the_budget_spent() -> None:
+    ctrl = make(q=4, explore_share=0.2, explore_final=1.0)
+    shares = []
+    for progress in (0.0, 0.5, 0.75):
+        ctrl.progress = progress
+        proposals = ctrl.propose([])
+        (explore,) = [p for p in proposals if p.explore]
+        points = [p for p in proposals if not p.explore]
+        assert all(p.weight == pytest.approx((1 - explore.weight) / 4) for p in points)
+        assert ctrl.diagnostics["explore_share"] == pytest.approx(explore.weight)
+        shares.append(explore.weight)
+    assert shares == pytest.approx([0.2, 0.6, 0.8])
+    # Without explore_final the share stays put whatever the progress.
+    fixed = make(q=4, explore_share=0.2)
+    fixed.progress = 0.75
+    assert [p.weight for p in fixed.propose([]) if p.explore] == pytest.approx([0.2])
+
+
 def test_boxes_are_narrow_only_in_the_dims_the_signal_depends_on() -> None:
     ctrl = make(seed=0, space=SPACE6, explore_share=0.0, radius=0.1)  # focus_dims: 2
     feed(ctrl, 6, signal6)

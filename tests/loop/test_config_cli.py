@@ -51,6 +51,7 @@ BAD = [
     (["controller.q=0"], "controller.q"),
     (["controller.radius=0.7"], "controller.radius"),
     (["controller.explore_share=1.0"], "controller.explore_share"),
+    (["controller.explore_final=0.1"], "controller.explore_final"),  # below explore_share
     (["controller.focus_dims=0"], "controller.focus_dims"),
     (["controller.focus_dims=two"], "controller.focus_dims"),
     (["controller.signal=slope"], "controller.signal"),

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import generators
@@ -235,6 +236,7 @@ def test_bo_mixes_fidelities_shows_its_model_and_stops_on_the_fine_budget(tmp_pa
         "controller.method=bo",
         "budget.iterations=50",
         "budget.fine_env_steps=4000",
+        "controller.explore_final=1.0",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -259,6 +261,12 @@ def test_bo_mixes_fidelities_shows_its_model_and_stops_on_the_fine_budget(tmp_pa
         points = [p for p in r["proposals"] if not p["explore"]]
         assert len(points) == 4 and all(p["point"] is not None for p in points)
     assert sum(r["train/coarse_env_steps"] + r["train/fine_env_steps"] for r in records[:1]) > 0
+    # The exploration share follows the fine budget spent before each iteration (it binds
+    # before the 50 iterations do): 0.2 at the start, rising linearly to 1.0 at 4000 steps.
+    spent = np.cumsum([0] + [r["train/fine_env_steps"] for r in records[:-1]])
+    shares = [r["controller/diagnostics"]["explore_share"] for r in records]
+    assert shares == pytest.approx(0.2 + 0.8 * np.minimum(spent / 4000, 1.0))
+    assert shares[-1] > 0.6
     assert any(v is not None for r in records for v in r["controller/signal"])
     media = run_dir / "wandb"
     assert list(media.glob("offline-run-*/files/media/images/controller/posterior_*.png"))

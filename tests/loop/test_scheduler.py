@@ -50,6 +50,15 @@ def test_cost_is_smoothed_and_shares_are_of_seconds() -> None:
     assert sum(shares.values()) == pytest.approx(1.0)
 
 
+def test_target_spent_is_the_further_of_steps_and_seconds() -> None:
+    assert make().target_spent() == 0.0  # unlimited
+    s = make(fine_steps=4000, fine_s=1.0, coarse_steps=10)
+    s.record({"coarse": 10, "fine": 1000}, {"coarse": 1e-4, "fine": 5e-4})
+    assert s.target_spent() == pytest.approx(0.5)  # 0.5 s of 1 s; 1000 of 4000 steps
+    s.record({"fine": 3000}, {"fine": 1e-5})
+    assert s.target_spent() == pytest.approx(1.0)  # the steps are spent (seconds: 0.53)
+
+
 def test_state_round_trip() -> None:
     s = make(fine_steps=5000)
     s.record({"coarse": 10, "fine": 20}, {"coarse": 1e-4, "fine": 2e-4})
