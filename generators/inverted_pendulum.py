@@ -35,7 +35,15 @@ from generators.modifiers import (
     capsule_mass,
 )
 from generators.space import Param, ParamSpace
-from generators.task import DEADZONE, LATENCY, OBS_NOISE, BatchState, Task, UniformResetNoise
+from generators.task import (
+    DEADZONE,
+    LATENCY,
+    OBS_NOISE,
+    BatchState,
+    Task,
+    UniformResetNoise,
+    all_below,
+)
 
 # Reference geometry of Gymnasium's inverted_pendulum.xml, SI units.
 CART_RADIUS, CART_HALF_LENGTH = 0.1, 0.1
@@ -51,6 +59,7 @@ GRAVITY = (0.0, 0.0, -9.81)
 CONTROL_DT = 0.04
 MAX_EPISODE_STEPS = 1000
 MAX_ANGLE = 0.2
+_SUMMABLE = 1e300  # entries below this keep a row's sum of qpos and qvel finite
 RESET_NOISE = 0.01
 _X_AXIS_QUAT = (math.sqrt(0.5), 0.0, math.sqrt(0.5), 0.0)  # turns a capsule's z axis onto x
 
@@ -218,8 +227,11 @@ class InvertedPendulumTask(UniformResetNoise, Task):
 
     def terminated_batch(self, state: BatchState) -> np.ndarray:
         """Vectorized :meth:`terminated`: shape ``(n,)``."""
+        fallen = np.abs(state.qpos[:, 1]) > MAX_ANGLE
+        if all_below(state.qpos, _SUMMABLE) and all_below(state.qvel, _SUMMABLE):
+            return fallen  # every row's sum is finite
         finite = np.isfinite(state.qpos.sum(axis=1) + state.qvel.sum(axis=1))
-        return ~finite | (np.abs(state.qpos[:, 1]) > MAX_ANGLE)
+        return ~finite | fallen
 
     def reward_batch(self, state: BatchState, terminated: np.ndarray) -> np.ndarray:
         """Vectorized :meth:`reward`: shape ``(n,)``."""

@@ -154,6 +154,23 @@ class Task(ABC):
         del models, rngs
         return None
 
+    def initial_state_randoms(self, model: mujoco.MjModel) -> int | None:
+        """How many doubles of ``rng.random()`` :meth:`initial_state` consumes, or ``None``.
+
+        A fixed count lets the batched env draw a sub-env's resets ahead, in chunks, from
+        its own generator (:meth:`initial_state_from_randoms` maps them); ``None`` (the
+        default: the draws vary or are not uniform) keeps one draw per reset.
+        """
+        del model
+        return None
+
+    def initial_state_from_randoms(
+        self, models: Sequence[mujoco.MjModel], randoms: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`initial_state` of each row from the doubles it would draw, ``randoms``
+        ``(n, initial_state_randoms)``; only for tasks whose count is not ``None``."""
+        raise TypeError(f"{type(self).__name__} draws its initial states from a generator")
+
     def initialize_episode(
         self, model: mujoco.MjModel, data: mujoco.MjData, rng: np.random.Generator
     ) -> None:
@@ -278,11 +295,23 @@ class Task(ABC):
         """
         if type(self).diverged is not Task.diverged:
             return None
-        bad = ~(np.isfinite(state.qpos).all(axis=1) & np.isfinite(state.qvel).all(axis=1))
-        if state.qvel.shape[1]:
+        qpos, qvel = state.qpos, state.qvel
+        if all_below(qpos, np.inf) and all_below(qvel, self.max_abs_velocity, inclusive=True):
+            return np.zeros(len(qpos), dtype=bool)  # the usual step: one reduction each
+        bad = ~np.isfinite(qpos).all(axis=1)
+        if qvel.shape[1]:
             # NaN fails the comparison, so a non-finite velocity also counts.
-            bad |= ~(np.abs(state.qvel).max(axis=1) <= self.max_abs_velocity)
+            bad |= ~(np.abs(qvel).max(axis=1) <= self.max_abs_velocity)
         return bad
+
+
+def all_below(values: np.ndarray, limit: float, *, inclusive: bool = False) -> bool:
+    """Whether every entry's magnitude is below ``limit`` (or equal, if ``inclusive``);
+    ``False`` if one is NaN. One reduction over the array, for the usual all-sound step."""
+    if not values.size:
+        return True
+    largest = float(np.abs(values).max())
+    return largest <= limit if inclusive else largest < limit
 
 
 class UniformResetNoise:
@@ -303,9 +332,23 @@ class UniformResetNoise:
         self, models: Sequence[mujoco.MjModel], rngs: Sequence[np.random.Generator]
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`initial_state` for models of one layout: one ``random`` call per generator
-        gives the doubles ``uniform`` would use, mapped as ``uniform`` maps them
-        (``low + range * u``)."""
+        gives the doubles ``uniform`` would use (:meth:`initial_state_from_randoms`)."""
+        k = self.initial_state_randoms(models[0])
+        return self.initial_state_from_randoms(models, np.array([rng.random(k) for rng in rngs]))
+
+    def initial_state_randoms(self, model: mujoco.MjModel) -> int:
+        """``nq + nv`` doubles: the pose's, then the velocities'."""
+        return model.nq + model.nv
+
+    def initial_state_from_randoms(
+        self, models: Sequence[mujoco.MjModel], randoms: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The rows mapped as ``uniform`` maps its doubles (``low + range * u``)."""
         nq, a = models[0].nq, self.reset_noise
-        u = np.array([rng.random(nq + models[0].nv) for rng in rngs])
-        noise = -a + (a - -a) * u
-        return np.array([m.qpos0 for m in models]) + noise[:, :nq], noise[:, nq:]
+        noise = -a + (a - -a) * randoms
+        first = models[0]
+        if all(m is first for m in models):  # one model (a point distribution): no stack
+            qpos0 = first.qpos0
+        else:
+            qpos0 = np.array([m.qpos0 for m in models])
+        return qpos0 + noise[:, :nq], noise[:, nq:]

@@ -51,6 +51,7 @@ from generators.task import LATENCY, BatchState, ChannelEffects, Task
 
 _INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION.value
 _NOISE_CHUNK = 32  # standard normals drawn per sub-env at a time (rows of obs size)
+_RESET_CHUNK = 32  # initial-state draws per sub-env at a time (rows of the task's count)
 _NO_IDS = np.zeros(0, dtype=np.int32)
 COST_SMOOTHING = 0.05
 """Default weight of the newest measurement in the per-fidelity cost average."""
@@ -186,7 +187,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._fidelity = np.full(n, distribution.fidelity, dtype=object)
         self._fid_code = np.zeros(n, dtype=np.int64)  # index into FIDELITIES
         self._nsub = np.ones(n, dtype=np.int64)
-        self._timestep = np.zeros(n)
+        self._min_advance = np.zeros(n)  # least time a sound step advances: nsub - 1/2 steps
         self._latency = np.zeros(n, dtype=np.int64)
         self._noise_std = np.zeros(n)
         self._deadzone = np.zeros(n)
@@ -205,6 +206,14 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._noise_buf = np.zeros((n, _NOISE_CHUNK, obs_size))
         self._noise_pos = np.full(n, _NOISE_CHUNK, dtype=np.int64)
         self._noise_saved: list[dict[str, Any] | None] = [None] * n
+        # Initial states likewise, for sub-envs whose generator draws nothing else (a point
+        # distribution, no observation noise) and tasks with a fixed count of doubles per
+        # reset (`Task.initial_state_randoms`); at most one of the two chunks is open.
+        self._reset_buf: np.ndarray | None = None  # (n, _RESET_CHUNK, count) at first use
+        self._reset_pos = np.full(n, _RESET_CHUNK, dtype=np.int64)
+        self._reset_saved: list[dict[str, Any] | None] = [None] * n
+        self._model_ids = np.zeros(n, dtype=np.int64)  # id() of each sub-env's model
+        self._one_dist: TaskDistribution | None = distribution  # shared by every sub-env
         # Stacked physics state (allocated at the first reset, when the layout is known).
         self._nstate = 0
         self._state = np.zeros((n, 0))
@@ -222,6 +231,9 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self.episode_log = EpisodeLog()
         """Finished episodes (theta, fidelity, return, length, unstable), drained by learners."""
         self._returns = np.zeros(n)
+        self._all_rows = np.ones(n, dtype=bool)  # the info mask of a step
+        self._all_rows.flags.writeable = False
+        self._mask_keys = [f"_{name}" for name in self._names]
         self.envs = [SubEnv(self, i) for i in range(n)]
 
     # -----------------------------------------------------------------------------------------
@@ -280,6 +292,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._check_distribution(distribution)
         for i in range(self.num_envs) if indices is None else indices:
             self._dists[i] = distribution
+        first = self._dists[0]
+        self._one_dist = first if all(d is first for d in self._dists) else None
         live = {id(d) for d in self._dists}
         self._points = {k: v for k, v in self._points.items() if k in live}
         self._point_dists = {k: v for k, v in self._point_dists.items() if k in live}
@@ -368,6 +382,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             if seeds[i] is not None:
                 self._rngs[i], _ = seeding.np_random(seeds[i])
                 self._noise_pos[i], self._noise_saved[i] = _NOISE_CHUNK, None
+                self._reset_pos[i], self._reset_saved[i] = _RESET_CHUNK, None
         self._reset_envs(idx, options.get("theta"))
         if self._batched is None:
             self._probe_task()
@@ -403,33 +418,26 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                 before[i] = self.task.before_step(self._models[i], self._datas[i])
         ctrl = self._actuate(action)
 
-        codes = self._fid_code.copy()
         time_before = self._state[:, 0].copy()
         qpos_before = self._state[:, self._slices["qpos"]].copy()
         prev = self._state.copy() if live else None
-        last_sub, physics_s = self._physics(ctrl, stepping, all_step)
-        self._steps[stepping] += 1
-        expected = time_before + (self._nsub - 0.5) * self._timestep
-        unstable = stepping & (self._state[:, 0] < expected)  # MuJoCo stopped or reset it
+        last_sub, physics = self._physics(ctrl, stepping, all_step)
+        self._steps += stepping
+        # MuJoCo stopped or reset the state: less time passed than the substeps take.
+        unstable = stepping & (self._state[:, 0] < time_before + self._min_advance)
         if live:
             for i in np.flatnonzero(stepping & ~unstable):
                 start = prev[i] if self._nsub[i] == 1 else last_sub[i]
                 self._replay(i, start, ctrl[i])
 
-        step_idx = slice(None) if all_step else np.flatnonzero(stepping)
-        state = self._batch_state(
-            step_idx,
-            ctrl=ctrl[step_idx],
-            action=action[step_idx],
-            qpos_before=qpos_before[step_idx],
-        )
+        # The batched task methods see every row: a resetting row holds its last, sound
+        # state (an unsound one was put back by the guard), and its results are masked.
+        state = self._batch_state(slice(None), ctrl=ctrl, action=action, qpos_before=qpos_before)
         div = self._call_batched("diverged", state)
         if div is None:
             div = np.zeros(n, dtype=bool)
             for i in np.flatnonzero(stepping & ~unstable):
                 div[i] = self._data_call(i, self.task.diverged)
-        elif not all_step:
-            div = _scatter(div, step_idx, n, False)
         unstable |= stepping & div
 
         terminated = self._call_batched("terminated", state)
@@ -438,11 +446,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             for i in np.flatnonzero(stepping & ~unstable):
                 terminated[i] = self._data_call(i, self.task.terminated)
         else:
-            terminated = _scatter(np.asarray(terminated, dtype=bool), step_idx, n, False)
-        rewards = None
-        rewards = self._call_batched("step_reward", state, terminated[step_idx])
-        if rewards is not None:
-            rewards = _scatter(np.asarray(rewards, dtype=np.float64), step_idx, n, 0.0)
+            terminated = np.array(terminated, dtype=bool)
+        rewards = self._call_batched("step_reward", state, terminated)
         if rewards is None:
             rewards = np.zeros(n)
             for i in np.flatnonzero(stepping & ~unstable):
@@ -450,6 +455,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                 rewards[i] = float(
                     self.task.step_reward(model, data, bool(terminated[i]), action[i], before[i])
                 )
+        else:
+            rewards = np.array(rewards, dtype=np.float64)
 
         if unstable.any():
             for i in np.flatnonzero(unstable):
@@ -460,7 +467,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         rewards[resetting] = 0.0
         truncated = stepping & (self._steps >= self.task.max_episode_steps)
 
-        if resetting.any():  # the sub-envs whose episode ended start the next one
+        if not all_step:  # the sub-envs whose episode ended start the next one
             self._reset_envs(np.flatnonzero(resetting), None)
         self._obs = self._observe(slice(None))
         self._done = terminated | truncated
@@ -468,16 +475,15 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         ended = np.flatnonzero(self._done)
         if ended.size:
             self.episode_log.extend(
-                self._unit[ended].tolist(),
-                self._fidelity[ended].tolist(),
-                self._returns[ended].tolist(),
-                self._steps[ended].tolist(),
-                unstable[ended].tolist(),
+                self._unit[ended],
+                self._fidelity[ended],
+                self._returns[ended],
+                self._steps[ended],
+                unstable[ended],
             )
         infos = self._infos(slice(None), unstable, None)
 
-        elapsed = time.perf_counter() - t_start
-        self._record_costs(elapsed, physics_s, stepping, codes)
+        self._record_costs(time.perf_counter() - t_start, physics, int(n - resetting.sum()))
         return self._obs.copy(), rewards, terminated, truncated, infos
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
@@ -501,7 +507,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
     # Episodes
 
     def _rng(self, i: int) -> np.random.Generator:
-        """Sub-env ``i``'s generator, rewound to the draws used (see ``_noise``)."""
+        """Sub-env ``i``'s generator, rewound to the draws used (see ``_noise`` and
+        ``_initial_randoms``)."""
         rng = self._rngs[i]
         if rng is None:
             rng = self._rngs[i] = seeding.np_random(None)[0]
@@ -511,63 +518,109 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             rng.standard_normal((int(self._noise_pos[i]), self._noise_buf.shape[2]))
             self._noise_saved[i] = None
             self._noise_pos[i] = _NOISE_CHUNK
+        saved = self._reset_saved[i]
+        if saved is not None:
+            assert self._reset_buf is not None
+            rng.bit_generator.state = saved
+            rng.random((int(self._reset_pos[i]), self._reset_buf.shape[2]))
+            self._reset_saved[i] = None
+            self._reset_pos[i] = _RESET_CHUNK
         return rng
 
     def _reset_envs(self, idx: np.ndarray, fixed_theta: Mapping[str, float] | None) -> None:
         """Start a new episode in each sub-env of ``idx``, as ``TaskEnv.reset`` does."""
-        draws = self._episode_draws(idx, fixed_theta)
-        live = self._live_data
-        for i, draw in zip(idx.tolist(), draws, strict=True):
-            if draw.model is not self._models[i]:
-                self._set_model(i, draw.model, draw.key)
-            if draw.constants is not None:
-                if self._const is None:
-                    self._const = np.zeros((self.num_envs, draw.constants.size))
-                self._const[i] = draw.constants
-            if live:  # per-env task methods read this sub-env's MjData
+        if not idx.size:
+            return
+        draws, one = self._episode_draws(idx, fixed_theta)
+        first = draws[0]
+
+        def column(get: Any) -> Any:  # one value for all rows of a shared draw, else a list
+            return get(first) if one else [get(d) for d in draws]
+
+        model_ids = id(first.model) if one else np.array([id(d.model) for d in draws])
+        for p in np.flatnonzero(self._model_ids[idx] != model_ids).tolist():
+            self._set_model(int(idx[p]), draws[p].model, draws[p].key)
+        if first.constants is not None:
+            if self._const is None:
+                self._const = np.zeros((self.num_envs, first.constants.size))
+            self._const[idx] = column(lambda d: d.constants)
+        if self._live_data:  # per-env task methods read this sub-env's MjData
+            for i, draw in zip(idx.tolist(), draws, strict=True):
                 model, data = draw.model, self._data(i)
                 mujoco.mj_resetData(model, data)
-                self.task.initialize_episode(model, data, self._rngs[i])
+                self.task.initialize_episode(model, data, self._rng(i))
                 mujoco.mj_getState(model, data, self._state[i], _INTEGRATION)
-        if not live and idx.size:  # the state rows alone: reset state, the task's qpos, qvel
-            models = [d.model for d in draws]
-            rngs = [self._rngs[i] for i in idx.tolist()]
-            drawn = self.task.initial_state_batch(models, rngs)
-            if drawn is None:
-                drawn = zip(*map(self.task.initial_state, models, rngs), strict=True)
-            qpos, qvel = drawn
-            self._state[idx] = [d.reset_state for d in draws]
+        else:  # the state rows alone: reset state, the task's qpos, qvel
+            qpos, qvel = self._initial_states(idx, draws, one)
+            self._state[idx] = column(lambda d: d.reset_state)
             self._state[idx, self._slices["qpos"]] = qpos
             self._state[idx, self._slices["qvel"]] = qvel
         # Per-episode bookkeeping, one array write per field.
-        effects = [d.effects for d in draws]
-        latency = np.array([e.latency_steps for e in effects], dtype=np.int64)
-        if latency.size and latency.max() >= self._hist.shape[1]:
+        latency = np.asarray(column(lambda d: d.effects.latency_steps), dtype=np.int64)
+        if latency.max() >= self._hist.shape[1]:
             self._grow_history(int(latency.max()) + 1)
         self._latency[idx] = latency
-        self._noise_std[idx] = [e.obs_noise_std for e in effects]
-        self._deadzone[idx] = [e.deadzone for e in effects]
+        self._noise_std[idx] = column(lambda d: d.effects.obs_noise_std)
+        self._deadzone[idx] = column(lambda d: d.effects.deadzone)
         self._hist[idx] = 0.0
-        self._theta[idx] = [d.theta for d in draws]
-        self._unit[idx] = [d.unit for d in draws]
-        self._fidelity[idx] = [d.fidelity for d in draws]
-        self._fid_code[idx] = [FIDELITIES.index(d.fidelity) for d in draws]
+        self._theta[idx] = column(lambda d: d.theta)
+        self._unit[idx] = column(lambda d: d.unit)
+        self._fidelity[idx] = column(lambda d: d.fidelity)
+        self._fid_code[idx] = column(lambda d: FIDELITIES.index(d.fidelity))
         self._steps[idx] = 0
         self._returns[idx] = 0.0
         self._done[idx] = False
         self._episode_unstable[idx] = False
 
+    def _initial_states(
+        self, idx: np.ndarray, draws: list[_Draw], one: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The new episodes' ``qpos`` and ``qvel`` rows, from each sub-env's generator.
+
+        For a task with a fixed count of doubles per reset, sub-envs whose generator draws
+        nothing else in the episode (``_Draw.quiet``) take theirs from a chunk drawn ahead:
+        one ``random`` call per sub-env per ``_RESET_CHUNK`` resets instead of per reset.
+        """
+        models = [draws[0].model] * idx.size if one else [d.model for d in draws]
+        count = self.task.initial_state_randoms(models[0])
+        if count is None:
+            rngs = [self._rng(i) for i in idx.tolist()]
+            drawn = self.task.initial_state_batch(models, rngs)
+            if drawn is None:
+                drawn = zip(*map(self.task.initial_state, models, rngs), strict=True)
+            qpos, qvel = drawn
+            return qpos, qvel
+        if self._reset_buf is None:
+            self._reset_buf = np.zeros((self.num_envs, _RESET_CHUNK, count))
+        quiet = np.full(idx.size, draws[0].quiet) if one else np.array([d.quiet for d in draws])
+        randoms = np.empty((idx.size, count))
+        rows = idx[quiet]
+        for i in rows[self._reset_pos[rows] >= _RESET_CHUNK].tolist():
+            rng = self._rng(i)  # rewound: the chunk starts where the stream is
+            self._reset_saved[i] = rng.bit_generator.state
+            self._reset_buf[i] = rng.random((_RESET_CHUNK, count))
+            self._reset_pos[i] = 0
+        randoms[quiet] = self._reset_buf[rows, self._reset_pos[rows]]
+        self._reset_pos[rows] += 1
+        for p in np.flatnonzero(~quiet).tolist():
+            randoms[p] = self._rng(int(idx[p])).random(count)
+        return self.task.initial_state_from_randoms(models, randoms)
+
     def _episode_draws(
         self, idx: np.ndarray, fixed_theta: Mapping[str, float] | None
-    ) -> list[_Draw]:
-        """Each sub-env of ``idx``'s next theta (rounded as ``TaskEnv`` does) and its model.
+    ) -> tuple[list[_Draw], bool]:
+        """Each sub-env of ``idx``'s next theta (rounded as ``TaskEnv`` does) and its model,
+        and whether every row shares one draw.
 
         The draws come from each sub-env's own generator, as its ``TaskEnv`` would make them;
         snapping, the map to theta, rounding and the map back to the unit cube then run once
         over all of them. A point distribution draws no randomness: its draw is kept and
         reused while the distribution is in use.
         """
-        rngs = [self._rng(i) for i in idx.tolist()]  # each rewound before it draws again
+        if fixed_theta is None and self._one_dist is not None:
+            kept = self._points.get(id(self._one_dist))
+            if kept is not None:
+                return [kept] * idx.size, True
         draws: list[_Draw | None] = [None] * idx.size
         fresh: list[int] = []  # positions in idx that need a new draw
         firsts: dict[int, int] = {}  # a point distribution's first fresh position
@@ -586,7 +639,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                     if id(dist) in firsts:  # drawn earlier in this batch
                         continue
                     firsts[id(dist)] = p
-                u, box = dist.draw_unit(rngs[p])
+                u, box = dist.draw_unit(self._rng(i))  # rewound before it draws again
                 units.append(u)
                 boxes.append(box)
                 fresh.append(p)
@@ -609,7 +662,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         for p, i in enumerate(idx.tolist()):  # the rest of a point drawn in this batch
             if draws[p] is None:
                 draws[p] = self._points[id(self._dists[i])]
-        return draws  # type: ignore[return-value]
+        return draws, False  # type: ignore[return-value]
 
     def _model_draw(
         self, i: int, dist: TaskDistribution, row: np.ndarray, unit: np.ndarray, shared: bool
@@ -627,11 +680,13 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         mujoco.mj_resetData(model, scratch)
         reset_state = np.empty(mujoco.mj_stateSize(model, _INTEGRATION))
         mujoco.mj_getState(model, scratch, reset_state, _INTEGRATION)
+        effects = ChannelEffects.from_theta(theta)
         return _Draw(
             theta=row,
             unit=unit,
             fidelity=dist.fidelity,
-            effects=ChannelEffects.from_theta(theta),
+            effects=effects,
+            quiet=shared and effects.obs_noise_std == 0.0,
             model=model,
             key=key,
             constants=None if constants is None else np.asarray(constants, dtype=np.float64),
@@ -650,10 +705,11 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                 f"{self._nstate}); a batched env needs one state layout"
             )
         self._models[i] = model
+        self._model_ids[i] = id(model)
         self._new_model[i] = True
         self._datas[i] = None  # allocated on demand (only live data is kept per sub-env)
         self._nsub[i] = key[0]
-        self._timestep[i] = model.opt.timestep
+        self._min_advance[i] = (key[0] - 0.5) * model.opt.timestep
         if key != self._keys[i]:
             self._keys[i] = key
             self._groups = None
@@ -731,14 +787,13 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         ctrl: np.ndarray,
         stepping: np.ndarray,
         all_step: bool,
-    ) -> tuple[np.ndarray | None, np.ndarray]:
+    ) -> tuple[np.ndarray | None, list[tuple[int, float, int]]]:
         """Advance the stepping sub-envs' states with one batch call per layout and fidelity.
 
         Returns:
             The states before each row's last substep (only with live ``MjData`` and for
-            rows with 2+ substeps, else unused), shape ``(n, nstate)`` or ``None``, and the
-            physics wall time attributed to each stepped row (its call's time over the
-            call's size), shape ``(n,)``.
+            rows with 2+ substeps, else unused), shape ``(n, nstate)`` or ``None``, and per
+            call its fidelity's index, wall time and number of rows.
         """
         if self._groups is None:
             # One call per layout and fidelity: rows of one call share its wall time, so
@@ -747,19 +802,22 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             for i, key in enumerate(self._keys):
                 keys.setdefault((int(self._fid_code[i]), key), []).append(i)
             self._groups = [
-                (key, np.array(rows, dtype=np.int32)) for (_, key), rows in keys.items()
+                (code, key, np.array(rows, dtype=np.int32)) for (code, key), rows in keys.items()
             ]
+        # One call for every sub-env: its states travel as whole arrays (contiguous copies;
+        # a row that does not step comes back as it went, but for the new ctrl it ignores).
+        single = len(self._groups) == 1
         last_sub = np.empty_like(self._state) if self._live_data else None
-        timing = np.zeros(self.num_envs)
+        timing = []
         ctrl_cols = self._slices["ctrl"]
-        for key, rows in self._groups:
+        for code, key, rows in self._groups:
             if not all_step:
                 rows = rows[stepping[rows]]
                 if not rows.size:
                     continue
             batch, nsub = self._sims_for(key, rows).batch, key[0]
-            whole = rows.size == self.num_envs  # every sub-env, in order
-            ids, sel = (None, slice(None)) if whole else (rows, rows)
+            ids = None if rows.size == self.num_envs else rows
+            sel = slice(None) if single or ids is None else rows
             batch.state[sel] = self._state[sel]
             batch.state[sel, ctrl_cols] = ctrl[sel]
             t0 = time.perf_counter()
@@ -769,7 +827,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                 failed.append(_step(batch, ids, 1))
             else:
                 failed = [_step(batch, ids, nsub)]
-            timing[rows] = (time.perf_counter() - t0) / rows.size
+            timing.append((code, time.perf_counter() - t0, int(rows.size)))
             self._state[sel] = batch.state[sel]
             # A warning, as `TaskEnv` checks: an automatic reset in an episode's very first
             # substep leaves the time an uninterrupted step would, so time alone misses it.
@@ -884,21 +942,23 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
     def _infos(
         self, rows: slice | np.ndarray, unstable: np.ndarray, mask: np.ndarray | None
     ) -> dict[str, Any]:
-        """Vector info dict (gymnasium's format: arrays ``(n,)`` plus ``_key`` masks)."""
-        n = self.num_envs
+        """Vector info dict (gymnasium's format: arrays ``(n,)`` plus ``_key`` masks).
+
+        ``mask=None`` (a step): every sub-env reports; its mask is one shared read-only array.
+        """
         if mask is None:
-            mask = np.ones(n, dtype=bool)
-        theta = np.zeros_like(self._theta)
-        theta[rows] = self._theta[rows]
-        flags = np.zeros(n, dtype=bool)
-        flags[rows] = unstable
-        fidelity = np.full(n, None, dtype=object)
-        fidelity[rows] = self._fidelity[rows]
+            mask = self._all_rows
+            theta, flags, fidelity = self._theta.copy(), unstable, self._fidelity.copy()
+        else:
+            theta = np.zeros_like(self._theta)
+            theta[rows] = self._theta[rows]
+            flags = np.zeros(self.num_envs, dtype=bool)
+            flags[rows] = unstable
+            fidelity = np.full(self.num_envs, None, dtype=object)
+            fidelity[rows] = self._fidelity[rows]
+        columns = dict(zip(self._names, theta.T, strict=True))
         return {
-            "theta": {
-                **{name: theta[:, j] for j, name in enumerate(self._names)},
-                **{f"_{name}": mask for name in self._names},
-            },
+            "theta": {**columns, **dict.fromkeys(self._mask_keys, mask)},
             "_theta": mask,
             "fidelity": fidelity,
             "_fidelity": mask,
@@ -907,25 +967,29 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         }
 
     def _record_costs(
-        self, elapsed: float, physics: np.ndarray, stepping: np.ndarray, codes: np.ndarray
+        self, elapsed: float, physics: list[tuple[int, float, int]], stepped: int
     ) -> None:
         """Attribute the step's wall time to fidelities: own physics + a share of the rest.
 
         Args:
             elapsed: Wall time of the step.
-            physics: Rollout time attributed to each row, shape ``(n,)``.
-            stepping: Rows that advanced, shape ``(n,)``.
-            codes: Fidelity index of each row during the step, shape ``(n,)``.
+            physics: Per batch call: fidelity index, wall time, rows stepped.
+            stepped: Rows that advanced.
         """
-        stepped = int(stepping.sum())
         if not stepped:
             return
-        overhead = max(0.0, elapsed - float(physics.sum())) / stepped
-        counts = np.bincount(codes[stepping], minlength=len(FIDELITIES))
-        seconds = np.bincount(codes[stepping], physics[stepping], minlength=len(FIDELITIES))
-        for code in np.flatnonzero(counts):
-            count = int(counts[code])
-            self._record_cost(FIDELITIES[code], seconds[code] / count + overhead, count)
+        overhead = max(0.0, elapsed - sum(t for _, t, _ in physics)) / stepped
+        if len(physics) == 1:
+            code, seconds, count = physics[0]
+            self._record_cost(FIDELITIES[code], seconds / count + overhead, count)
+            return
+        totals: dict[int, list[float]] = {}
+        for code, seconds, count in physics:
+            total = totals.setdefault(code, [0.0, 0])
+            total[0] += seconds
+            total[1] += count
+        for code, (seconds, count) in sorted(totals.items()):
+            self._record_cost(FIDELITIES[code], seconds / count + overhead, int(count))
 
 
 class _Rows(Sequence):
@@ -979,6 +1043,7 @@ class _Draw:
     unit: np.ndarray  # unit-cube coordinates in the env's space
     fidelity: str
     effects: ChannelEffects
+    quiet: bool  # the episode draws nothing else from the generator: no theta, no noise
     model: mujoco.MjModel
     key: tuple[int, ...]
     constants: np.ndarray | None  # the task's batch constants for `model`
@@ -1031,12 +1096,3 @@ class SubEnv:
     def set_task_distribution(self, distribution: TaskDistribution | Mapping[str, Any]) -> None:
         """Replace this sub-env's task distribution (from its next reset)."""
         self.vector_env.set_task_distribution(distribution, indices=[self.index])
-
-
-def _scatter(values: np.ndarray, rows: slice | np.ndarray, n: int, fill: Any) -> np.ndarray:
-    """``values`` for ``rows`` placed in an ``(n,)`` array filled with ``fill`` elsewhere."""
-    if isinstance(rows, slice):
-        return values
-    out = np.full(n, fill, dtype=values.dtype)
-    out[rows] = values
-    return out

@@ -63,8 +63,13 @@ def test_a_full_log_drops_the_oldest_records_and_counts_them() -> None:
     log = EpisodeLog(maxlen=3)
     log.add([0.1], "fine", 1, 10, False)
     log.extend(
-        [[0.2], [0.3], [0.4], [0.5]], ["coarse"] * 4, [2.0, 3.0, 4.0, 5.0], [1] * 4, [True] * 4
+        np.array([[0.2], [0.3], [0.4], [0.5]]),
+        np.array(["coarse"] * 4, dtype=object),
+        np.array([2.0, 3.0, 4.0, 5.0]),
+        np.ones(4, dtype=np.int64),
+        np.ones(4, dtype=bool),
     )
+    assert len(log) == 3
     assert log.dropped == 2
     records = log.drain()
     assert [r["theta_u"] for r in records] == [[0.3], [0.4], [0.5]]

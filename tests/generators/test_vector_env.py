@@ -135,6 +135,46 @@ def test_fixed_theta_point_equals_task_env(family: Family, space: ParamSpace, ba
     assert venv.envs[0].elapsed_steps == 150
 
 
+def test_initial_states_drawn_ahead_keep_each_sub_envs_stream(
+    family: Family, space: ParamSpace
+) -> None:
+    """A quiet point distribution's resets come from chunks drawn ahead; distributions that
+    draw thetas or noise in between rewind each stream to the draws used, so every sub-env
+    stays a TaskEnv over many episodes (more than a chunk in every phase)."""
+    quiet = TaskDistribution.point(space, None, "coarse")
+    noisy = TaskDistribution.point(space, {"obs_noise_std": 0.01}, "coarse")
+    udr = TaskDistribution.uniform(space, "coarse")
+    n = 3
+    venv = BatchedVectorEnv(family, n, distribution=quiet, nthread=1)
+    envs = [family.make_env(distribution=quiet) for _ in range(n)]
+    obs, _ = venv.reset(seed=5)
+    for i, env in enumerate(envs):
+        np.testing.assert_array_equal(obs[i], env.reset(seed=5 + i)[0])
+    rng = np.random.default_rng(0)
+    low, high = family.task.action_space.low, family.task.action_space.high
+    done = np.zeros(n, dtype=bool)
+    resets = np.zeros(n, dtype=int)
+    for phase in (quiet, noisy, quiet, udr, quiet):
+        venv.set_task_distribution(phase)
+        start = resets.copy()
+        for env in envs:
+            env.set_task_distribution(phase)
+        for _ in range(400):
+            a = rng.uniform(low, high, size=(n, low.size))
+            obs, rew, term, trunc, _ = venv.step(a)
+            for i, env in enumerate(envs):
+                if done[i]:
+                    single, _ = env.reset()
+                    resets[i] += 1
+                else:
+                    single, r, te, tr, _ = env.step(a[i])
+                    assert (rew[i], term[i], trunc[i]) == (r, te, tr)
+                np.testing.assert_array_equal(obs[i], single)
+            done = term | trunc
+        assert (resets - start > 32).all()  # past a chunk of drawn-ahead resets
+    venv.close()
+
+
 @pytest.mark.parametrize("name", sorted(generators.FAMILIES))
 def test_every_family_matches_its_task_env(name: str) -> None:
     """Families added later (per-env task methods, live MjData) are covered too, bit for bit:
