@@ -219,9 +219,7 @@ class ReacherTask(Task):
 
     def observation(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
         """Return the 10-dim v5 observation of the current state."""
-        vec = _fingertip_to_target(self.batch_constants(model), data.qpos[None])[0]
-        angles = data.qpos[:2]
-        return np.concatenate([np.cos(angles), np.sin(angles), data.qpos[2:], data.qvel[:2], vec])
+        return _observation(self.batch_constants(model), data.qpos[None], data.qvel[None])[0]
 
     def terminated(self, model: mujoco.MjModel, data: mujoco.MjData) -> bool:
         """Never: Reacher episodes only end by truncation (or the stability guard)."""
@@ -229,9 +227,9 @@ class ReacherTask(Task):
 
     def reward(self, model: mujoco.MjModel, data: mujoco.MjData, terminated: bool) -> float:
         """Return ``-|fingertip - target| - |ctrl|^2`` (v5's weights, 1 and 1)."""
-        vec = _fingertip_to_target(self.batch_constants(model), data.qpos[None])[0]
+        vec, _ = _fingertip_to_target(self.batch_constants(model), data.qpos[None])
         control = float(np.dot(data.ctrl, data.ctrl))
-        return -REWARD_DIST_WEIGHT * float(np.linalg.norm(vec)) - REWARD_CONTROL_WEIGHT * control
+        return -REWARD_DIST_WEIGHT * float(np.abs(vec[0])) - REWARD_CONTROL_WEIGHT * control
 
     def batch_constants(self, model: mujoco.MjModel) -> np.ndarray:
         """The arm's planar kinematic chain and the target's origin (see ``_fingertip_to_target``).
@@ -260,11 +258,7 @@ class ReacherTask(Task):
         """Vectorized :meth:`observation` (needs ``state.constants``): shape ``(n, 10)``."""
         if state.constants is None:
             return None
-        q = state.qpos
-        vec = _fingertip_to_target(state.constants, q)
-        return np.concatenate(
-            [np.cos(q[:, :2]), np.sin(q[:, :2]), q[:, 2:], state.qvel[:, :2], vec], axis=1
-        )
+        return _observation(state.constants, state.qpos, state.qvel)
 
     def terminated_batch(self, state: BatchState) -> np.ndarray:
         """Vectorized :meth:`terminated`: never."""
@@ -274,29 +268,40 @@ class ReacherTask(Task):
         """Vectorized :meth:`reward` (needs ``state.constants`` and ``state.ctrl``)."""
         if state.constants is None or state.ctrl is None:
             return None
-        distance = np.linalg.norm(_fingertip_to_target(state.constants, state.qpos), axis=1)
+        vec, _ = _fingertip_to_target(state.constants, state.qpos)
         control = np.einsum("ij,ij->i", state.ctrl, state.ctrl)
+        distance = np.abs(vec)
         return -REWARD_DIST_WEIGHT * distance - REWARD_CONTROL_WEIGHT * control
 
 
-def _fingertip_to_target(constants: np.ndarray, qpos: np.ndarray) -> np.ndarray:
-    """``x, y`` of fingertip minus target for each row of ``qpos`` ``(n, 4)``: shape ``(n, 2)``.
+def _fingertip_to_target(constants: np.ndarray, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``x + iy`` of fingertip minus target for each row of ``qpos`` ``(n, 4)``, shape ``(n,)``,
+    and the arm joints' ``cos + i sin`` ``(n, 2)``.
 
     Closed-form planar kinematics from :meth:`ReacherTask.batch_constants` (rows of
-    ``constants`` or one shared row): body0's origin, body1's offset in body0, the fingertip's
-    offset in body1 and the target's origin (its body position minus its slide joints' refs).
+    ``constants`` or one shared row; read as complex ``x + iy`` pairs): body0's origin, body1's
+    offset in body0, the fingertip's offset in body1 and the target's origin (its body
+    position minus its slide joints' refs). A rotation is a product with ``exp(i angle)``.
     """
-    constants = np.broadcast_to(constants, (qpos.shape[0], 8))
-    base, link0, link1, target = (constants[:, k : k + 2] for k in (0, 2, 4, 6))
-    a0 = qpos[:, 0]
-    a1 = a0 + qpos[:, 1]
-    tip = base + _rotate(link0, a0) + _rotate(link1, a1)
-    return tip - (target + qpos[:, 2:4])
+    points = np.ascontiguousarray(constants).view(np.complex128).reshape(-1, 4)
+    base, link0, link1, target = points.T
+    turn = np.exp(1j * qpos[:, :2])
+    tip = base + turn[:, 0] * (link0 + turn[:, 1] * link1)
+    return tip - target - (qpos[:, 2] + 1j * qpos[:, 3]), turn
 
 
-def _rotate(xy: np.ndarray, angle: np.ndarray) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.stack([c * xy[:, 0] - s * xy[:, 1], s * xy[:, 0] + c * xy[:, 1]], axis=1)
+def _observation(constants: np.ndarray, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+    """The v5 observation of each row, shape ``(n, 10)`` (one code for both paths, so the
+    batched and per-env observations agree bit for bit)."""
+    vec, turn = _fingertip_to_target(constants, qpos)
+    obs = np.empty((len(qpos), 10))
+    obs[:, 0:2] = turn.real
+    obs[:, 2:4] = turn.imag
+    obs[:, 4:6] = qpos[:, 2:]
+    obs[:, 6:8] = qvel[:, :2]
+    obs[:, 8] = vec.real
+    obs[:, 9] = vec.imag
+    return obs
 
 
 TASK = ReacherTask()

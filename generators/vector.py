@@ -51,7 +51,7 @@ from generators.task import LATENCY, BatchState, ChannelEffects, Task
 
 _INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION.value
 _NOISE_CHUNK = 32  # standard normals drawn per sub-env at a time (rows of obs size)
-_RESET_CHUNK = 32  # initial-state draws per sub-env at a time (rows of the task's count)
+_RESET_CHUNK = 64  # initial-state draws per sub-env at a time (rows of the task's count)
 _NO_IDS = np.zeros(0, dtype=np.int32)
 COST_SMOOTHING = 0.05
 """Default weight of the newest measurement in the per-fidelity cost average."""
@@ -508,21 +508,23 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
 
     def _rng(self, i: int) -> np.random.Generator:
         """Sub-env ``i``'s generator, rewound to the draws used (see ``_noise`` and
-        ``_initial_randoms``)."""
+        ``_initial_states``)."""
         rng = self._rngs[i]
         if rng is None:
             rng = self._rngs[i] = seeding.np_random(None)[0]
         saved = self._noise_saved[i]
         if saved is not None:
-            rng.bit_generator.state = saved
-            rng.standard_normal((int(self._noise_pos[i]), self._noise_buf.shape[2]))
+            if self._noise_pos[i] < _NOISE_CHUNK:  # a used-up chunk is where the stream is
+                rng.bit_generator.state = saved
+                rng.standard_normal((int(self._noise_pos[i]), self._noise_buf.shape[2]))
             self._noise_saved[i] = None
             self._noise_pos[i] = _NOISE_CHUNK
         saved = self._reset_saved[i]
         if saved is not None:
-            assert self._reset_buf is not None
-            rng.bit_generator.state = saved
-            rng.random((int(self._reset_pos[i]), self._reset_buf.shape[2]))
+            if self._reset_pos[i] < _RESET_CHUNK:
+                assert self._reset_buf is not None
+                rng.bit_generator.state = saved
+                rng.random((int(self._reset_pos[i]), self._reset_buf.shape[2]))
             self._reset_saved[i] = None
             self._reset_pos[i] = _RESET_CHUNK
         return rng
@@ -592,16 +594,22 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             return qpos, qvel
         if self._reset_buf is None:
             self._reset_buf = np.zeros((self.num_envs, _RESET_CHUNK, count))
-        quiet = np.full(idx.size, draws[0].quiet) if one else np.array([d.quiet for d in draws])
-        randoms = np.empty((idx.size, count))
-        rows = idx[quiet]
+        if one:
+            quiet, rows = (None, idx) if draws[0].quiet else (np.zeros(idx.size, bool), idx[:0])
+        else:
+            quiet = np.array([d.quiet for d in draws])
+            rows = idx[quiet]
         for i in rows[self._reset_pos[rows] >= _RESET_CHUNK].tolist():
             rng = self._rng(i)  # rewound: the chunk starts where the stream is
             self._reset_saved[i] = rng.bit_generator.state
             self._reset_buf[i] = rng.random((_RESET_CHUNK, count))
             self._reset_pos[i] = 0
-        randoms[quiet] = self._reset_buf[rows, self._reset_pos[rows]]
+        ahead = self._reset_buf[rows, self._reset_pos[rows]]
         self._reset_pos[rows] += 1
+        if quiet is None:  # every row drew ahead
+            return self.task.initial_state_from_randoms(models, ahead)
+        randoms = np.empty((idx.size, count))
+        randoms[quiet] = ahead
         for p in np.flatnonzero(~quiet).tolist():
             randoms[p] = self._rng(int(idx[p])).random(count)
         return self.task.initial_state_from_randoms(models, randoms)
@@ -919,7 +927,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         if obs is None:
             obs = np.stack([self._data_call(i, self.task.observation) for i in idx])
         obs = np.array(obs, dtype=np.float64).reshape(len(idx), *self._obs_shape)
-        noisy = self._noise_std[idx] > 0
+        noisy = self._noise_std[rows] > 0
         if noisy.any():
             sel = idx[noisy]
             z = self._noise(sel)
