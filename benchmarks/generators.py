@@ -27,6 +27,12 @@ Metrics (``env steps / s`` each):
   ``mujoco.batch.Batch.step`` call the vector env makes per step (nominal model, one control
   step per call, no env work around it) from the random-action workload's states and
   controls, or at rest: the ceiling of the batched C path.
+- ``numpy_floor_env_steps_per_s`` (family, fidelity, batch): the least a numpy env around
+  the same batch call does per step, timed whole: states and controls in and out (whole
+  arrays), the call on the rows that step, the task's batched observation, termination and
+  reward, truncation, and a new episode from one fixed initial state where one ended. No
+  latency, deadzone, noise, stability guard, per-sub-env randomness, cost, info or episode
+  log: a ceiling on what any env written this way reaches against the limit.
 - ``rllib_sample_steps_per_s`` (family, mode, policy): one RLlib EnvRunner sampling with the
   batched env (``batched``) or RLlib's ``SyncVectorEnv`` (``default``), same sub-env count,
   random actions or the (untrained) PPO module's.
@@ -60,6 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import generators
 from generators import Family, TaskDistribution
+from generators.task import BatchState
 from generators.vector import BatchedVectorEnv, default_nthread, state_slices
 
 REFERENCE_ENVS = {
@@ -260,6 +267,68 @@ def batch_step_rate(
     return _rate(step, seconds)
 
 
+def numpy_floor_rate(
+    family: Family, fidelity: str, batch: int, nthread: int, seconds: float
+) -> float:
+    """Env steps per second of the least a numpy env around ``Batch.step`` does (see the
+    module docstring), ``batch`` nominal simulations, random actions."""
+    model = family.build_model(None, fidelity)
+    task = family.task
+    nsub = task.n_substeps(model)
+    integration = mujoco.mjtState.mjSTATE_INTEGRATION.value
+    data = mujoco.MjData(model)
+    task.initialize_episode(model, data, np.random.default_rng(0))
+    start = np.empty(mujoco.mj_stateSize(model, integration))
+    mujoco.mj_getState(model, data, start, integration)
+    state = np.tile(start, (batch, 1))
+    slices = state_slices(model)
+    constants = task.batch_constants(model)
+    if constants is not None:  # one row per simulation, as the env stacks them
+        constants = np.tile(np.asarray(constants, dtype=np.float64), (batch, 1))
+    low, high = task.action_space.low, task.action_space.high
+    actions = np.random.default_rng(0).uniform(low, high, size=(64, batch, low.size))
+    sims = mujoco.batch.Batch(model, batch, nthread=nthread)
+    models = [model] * batch
+    steps = np.zeros(batch, dtype=np.int64)
+    done = np.zeros(batch, dtype=bool)
+    k = [0]
+
+    def step() -> int:
+        nonlocal done
+        action = actions[k[0] % len(actions)]
+        k[0] += 1
+        stepping = ~done
+        rows = None if stepping.all() else np.flatnonzero(stepping).astype(np.int32)
+        qpos_before = state[:, slices["qpos"]].copy()
+        sims.state[:] = state
+        sims.state[:, slices["ctrl"]] = action
+        sims.step(rows, nstep=nsub)
+        state[:] = sims.state
+        now = BatchState(
+            models=models,
+            time=state[:, 0],
+            qpos=state[:, slices["qpos"]],
+            qvel=state[:, slices["qvel"]],
+            act=state[:, slices["act"]],
+            ctrl=action,
+            action=action,
+            qpos_before=qpos_before,
+            constants=constants,
+        )
+        terminated = task.terminated_batch(now) & stepping
+        task.step_reward_batch(now, terminated)
+        steps[:] += stepping
+        ended = np.flatnonzero(done)
+        if ended.size:
+            state[ended] = start
+            steps[ended] = 0
+        task.observation_batch(now)
+        done = terminated | (steps >= task.max_episode_steps)
+        return batch
+
+    return _rate(step, seconds)
+
+
 def rllib_sampler(
     family: Family, mode: str, policy: str, num_envs: int
 ) -> tuple[Callable[[int], float], Callable[[], None]]:
@@ -357,6 +426,10 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 group["batch_step_env_steps_per_s", tuple(case.items())] = partial(
                     batch_step_rate, family, fidelity, big, nthread, each, workload
                 )
+            case = {"family": name, "fidelity": fidelity, "batch": big}
+            group["numpy_floor_env_steps_per_s", tuple(case.items())] = partial(
+                numpy_floor_rate, family, fidelity, big, nthread, each
+            )
         if name in REFERENCE_ENVS:
             case = {"family": name, "env": REFERENCE_ENVS[name]}
             group["reference_env_steps_per_s", tuple(case.items())] = partial(
