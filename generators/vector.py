@@ -987,10 +987,6 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         if not stepped:
             return
         overhead = max(0.0, elapsed - sum(t for _, t, _ in physics)) / stepped
-        if len(physics) == 1:
-            code, seconds, count = physics[0]
-            self._record_cost(FIDELITIES[code], seconds / count + overhead, count)
-            return
         totals: dict[int, list[float]] = {}
         for code, seconds, count in physics:
             total = totals.setdefault(code, [0.0, 0])
