@@ -1,4 +1,7 @@
-"""`autocurriculum compare`: every controller method with every seed, one table at the end.
+"""`autocurriculum compare`: every controller method with every seed, tables at the end.
+
+Per method the mean and a bootstrap interval of each metric; each method against the
+baseline (`compare.baseline`), paired by seed, with the tests of `loop.stats`.
 
 Each (method, seed) is an ordinary run under `<run.dir>/<method>-s<seed>/`, so a comparison
 that was killed picks up where it was: finished runs are reused, an interrupted one resumes.
@@ -19,16 +22,45 @@ from rich.table import Table
 from loop.config import Config, derive
 from loop.journal import jsonable
 from loop.runner import BUDGET_EXHAUSTED, COMPLETED, Loop
+from loop.stats import CONFIDENCE, mean_interval, paired_test
 
 FINISHED = (COMPLETED, BUDGET_EXHAUSTED)
 
 
-def _aggregate(values: list[float | None]) -> dict[str, float | None]:
+TESTED = ("real_return", "transfer_ratio")
+"""Summary keys each method is tested on against the baseline."""
+
+
+def _aggregate(values: list[float | None]) -> dict[str, Any]:
     xs = np.array([v for v in values if v is not None], dtype=float)
     if xs.size == 0:
-        return {"mean": None, "std": None, "min": None, "max": None}
+        return {"mean": None, "std": None, "min": None, "max": None, "ci": None}
     std = float(xs.std(ddof=1)) if xs.size > 1 else 0.0
-    return {"mean": float(xs.mean()), "std": std, "min": float(xs.min()), "max": float(xs.max())}
+    return {
+        "mean": float(xs.mean()),
+        "std": std,
+        "min": float(xs.min()),
+        "max": float(xs.max()),
+        "ci": mean_interval(xs),
+    }
+
+
+def _by_seed(runs: list[dict[str, Any]], method: str, key: str) -> dict[int, float]:
+    return {
+        r["seed"]: float(r[key]) for r in runs if r["method"] == method and r.get(key) is not None
+    }
+
+
+def _tests(runs: list[dict[str, Any]], methods: list[str], baseline: str) -> dict[str, Any]:
+    """Each method against the baseline, paired by seed (`loop.stats.paired_test`)."""
+    return {
+        m: {
+            key: paired_test(_by_seed(runs, m, key), _by_seed(runs, baseline, key))
+            for key in TESTED
+        }
+        for m in methods
+        if m != baseline
+    }
 
 
 def compare(cfg: Config, resolved: DictConfig, console: Console) -> dict[str, Any]:
@@ -62,9 +94,19 @@ def compare(cfg: Config, resolved: DictConfig, console: Console) -> dict[str, An
         }
         for m in cfg.compare.methods
     }
-    result = {"name": cfg.name, "task": cfg.task, "methods": methods, "runs": runs}
+    baseline = cfg.compare.baseline_method()
+    result = {
+        "name": cfg.name,
+        "task": cfg.task,
+        "methods": methods,
+        "baseline": baseline,
+        "tests": _tests(runs, list(cfg.compare.methods), baseline),
+        "runs": runs,
+    }
     _write(base / "compare.json", result)
     console.print(_table(result, cfg))
+    if result["tests"]:
+        console.print(_tests_table(result))
     return result
 
 
@@ -74,6 +116,7 @@ def _table(result: dict[str, Any], cfg: Config) -> Table:
     table.add_column("transfer ratio (mean ± std)", justify="right")
     table.add_column("per seed", justify="right")
     table.add_column("real return (mean)", justify="right")
+    table.add_column(f"{CONFIDENCE:.0%} CI", justify="right")
     for method, stats in result["methods"].items():
         tr = stats["transfer_ratio"]
         per_seed = [
@@ -86,6 +129,32 @@ def _table(result: dict[str, Any], cfg: Config) -> Table:
             "-" if tr["mean"] is None else f"{tr['mean']:.3f} ± {tr['std']:.3f}",
             " ".join(per_seed),
             "-" if stats["real_return"]["mean"] is None else f"{stats['real_return']['mean']:.1f}",
+            _interval(stats["real_return"]["ci"]),
+        )
+    return table
+
+
+def _interval(ci: tuple[float, float] | list[float] | None) -> str:
+    return "-" if ci is None else f"[{ci[0]:.1f}, {ci[1]:.1f}]"
+
+
+def _tests_table(result: dict[str, Any]) -> Table:
+    table = Table(title=f"real return against {result['baseline']}, paired by seed")
+    for name in ("method", "mean difference", f"{CONFIDENCE:.0%} CI", "wins/losses/ties"):
+        table.add_column(name, justify="left" if name == "method" else "right")
+    table.add_column("Wilcoxon p", justify="right")
+    table.add_column("P(improvement)", justify="right")
+    for method, tests in result["tests"].items():
+        t = tests["real_return"]
+        table.add_row(
+            method,
+            "-" if t["mean_difference"] is None else f"{t['mean_difference']:+.1f}",
+            _interval(t["difference_ci"]),
+            f"{t['wins']}/{t['losses']}/{t['ties']}",
+            "-" if t["wilcoxon_p"] is None else f"{t['wilcoxon_p']:.3f}",
+            "-"
+            if t["probability_of_improvement"] is None
+            else f"{t['probability_of_improvement']:.2f}",
         )
     return table
 

@@ -145,6 +145,15 @@ class CompareConfig:
     """Controller methods to compare (each replaces `controller.method`)."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """Seeds per method (each replaces `seed`)."""
+    baseline: str | None = None
+    """Method every other one is tested against, paired by seed (`loop.stats`); unset:
+    `udr` when it is compared, else the first method."""
+
+    def baseline_method(self) -> str:
+        """The method the others are tested against."""
+        if self.baseline is not None:
+            return self.baseline
+        return "udr" if "udr" in self.methods else self.methods[0]
 
 
 @dataclass
@@ -285,6 +294,14 @@ def validate(cfg: Config) -> None:
             )
     if not cfg.compare.methods or not cfg.compare.seeds:
         raise ConfigError("compare", "needs at least one method and one seed")
+    if cfg.compare.baseline is not None and cfg.compare.baseline not in cfg.compare.methods:
+        raise ConfigError(
+            "compare.baseline",
+            f"{cfg.compare.baseline!r} is not one of compare.methods "
+            f"({', '.join(cfg.compare.methods)})",
+        )
+    if len(set(cfg.compare.seeds)) != len(cfg.compare.seeds):
+        raise ConfigError("compare.seeds", f"repeats a seed ({cfg.compare.seeds})")
     if cfg.wandb.mode not in WANDB_MODES:
         raise ConfigError(
             "wandb.mode", f"must be one of {', '.join(WANDB_MODES)} (got {cfg.wandb.mode!r})"

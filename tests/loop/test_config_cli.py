@@ -58,6 +58,8 @@ BAD = [
     (["controller.episode_points=-1"], "controller.episode_points"),
     (["controller.relevance=ard"], "controller.relevance"),
     (["oracle.checkpoints=0"], "oracle.checkpoints"),
+    (["compare.baseline=bo"], "compare.baseline"),  # not among compare.methods
+    (["compare.seeds=[0,1,0]"], "compare.seeds"),
 ]
 
 

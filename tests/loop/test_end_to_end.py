@@ -191,6 +191,14 @@ def test_compare_runs_every_method_and_seed_then_reuses_them(tmp_path: Path) -> 
     assert all(r["status"] == "completed" for r in result["runs"])
     assert set(result["methods"]) == {"nominal", "udr"}
     assert result["methods"]["udr"]["transfer_ratio"]["mean"] is not None
+    # nominal is tested against udr (the default baseline), paired by seed.
+    real = {(r["method"], r["seed"]): r["real_return"] for r in result["runs"]}
+    assert result["baseline"] == "udr" and set(result["tests"]) == {"nominal"}
+    test = result["tests"]["nominal"]["real_return"]
+    assert test["seeds"] == [0, 1] and test["wins"] + test["losses"] + test["ties"] == 2
+    diff = [real["nominal", s] - real["udr", s] for s in (0, 1)]
+    assert test["mean_difference"] == pytest.approx(sum(diff) / 2)
+    assert "real return against udr, paired by seed" in proc.stdout
     cfg_text = (base / "udr-s1" / "config.yaml").read_text()
     assert "method: udr" in cfg_text and "seed: 1" in cfg_text
     # A second call finds every run finished and trains nothing.
