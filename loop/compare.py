@@ -139,11 +139,13 @@ def _interval(ci: tuple[float, float] | list[float] | None) -> str:
 
 
 def _tests_table(result: dict[str, Any]) -> Table:
-    table = Table(title=f"real return against {result['baseline']}, paired by seed")
-    for name in ("method", "mean difference", f"{CONFIDENCE:.0%} CI", "wins/losses/ties"):
-        table.add_column(name, justify="left" if name == "method" else "right")
-    table.add_column("Wilcoxon p", justify="right")
-    table.add_column("P(improvement)", justify="right")
+    table = Table(
+        title=f"real return against {result['baseline']}, paired by seed",
+        caption="W/L/T: seeds won, lost, tied; P(X>Y): probability of improvement",
+    )
+    table.add_column("method")
+    for name in ("diff", f"{CONFIDENCE:.0%} CI", "W/L/T", "Wilcoxon p", "P(X>Y)"):
+        table.add_column(name, justify="right", no_wrap=True)
     for method, tests in result["tests"].items():
         t = tests["real_return"]
         table.add_row(
