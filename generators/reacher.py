@@ -18,7 +18,7 @@ the reality proxy's copy of Gymnasium's file.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import mujoco
 import numpy as np
@@ -65,6 +65,9 @@ REWARD_CONTROL_WEIGHT = 1.0  # ReacherEnv's actual default (its docstring says 0
 ARM_RESET_NOISE = 0.1
 VEL_RESET_NOISE = 0.005
 GOAL_RADIUS = 0.2
+GOAL_ATTEMPTS = 8
+"""Goal draws a batched reset is given ahead; all 8 fall outside the circle with probability
+(1 - pi/4)^8 ~ 5e-6, and such a reset draws from its generator instead."""
 LINK_MASS = capsule_mass(LINK_RADIUS, LINK_LENGTH / 2.0)  # 0.0356 kg, density 1000
 ARM_JOINTS = ("joint0", "joint1")
 TARGET_JOINTS = ("target_x", "target_y")
@@ -210,11 +213,46 @@ class ReacherTask(Task):
         qpos = model.qpos0 + rng.uniform(-ARM_RESET_NOISE, ARM_RESET_NOISE, size=model.nq)
         while True:
             goal = rng.uniform(-GOAL_RADIUS, GOAL_RADIUS, size=2)
-            if np.linalg.norm(goal) < GOAL_RADIUS:
+            if _goal_inside(goal):
                 break
         qpos[-2:] = goal
         qvel = rng.uniform(-VEL_RESET_NOISE, VEL_RESET_NOISE, size=model.nv)
         qvel[-2:] = 0.0
+        return qpos, qvel
+
+    def initial_state_randoms(self, model: mujoco.MjModel) -> int:
+        """The window of a batched reset: the arm's ``nq`` doubles, :data:`GOAL_ATTEMPTS`
+        goal draws of 2, the ``nv`` velocities' (a reset reads fewer, see
+        :meth:`initial_state_reads`)."""
+        return model.nq + 2 * GOAL_ATTEMPTS + model.nv
+
+    def initial_state_reads(
+        self, models: Sequence[mujoco.MjModel], randoms: np.ndarray
+    ) -> np.ndarray:
+        """Doubles each row's :meth:`initial_state` reads: up to its first goal inside the
+        circle, then the velocities'; ``-1`` if no goal of the window is inside."""
+        nq, nv = models[0].nq, models[0].nv
+        attempt = _first_goal(randoms, nq)
+        return np.where(attempt >= 0, nq + 2 * (attempt + 1) + nv, -1)
+
+    def initial_state_from_randoms(
+        self, models: Sequence[mujoco.MjModel], randoms: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`initial_state` of each row from its window of doubles (a row whose window
+        holds no goal inside the circle gets a meaningless state: see
+        :meth:`initial_state_reads`)."""
+        n, nq, nv = len(randoms), models[0].nq, models[0].nv
+        first = models[0]
+        qpos0 = first.qpos0 if all(m is first for m in models) else [m.qpos0 for m in models]
+        a, r, v = ARM_RESET_NOISE, GOAL_RADIUS, VEL_RESET_NOISE
+        qpos = qpos0 + (-a + (a - -a) * randoms[:, :nq])  # as `uniform` maps its doubles
+        attempt = np.maximum(_first_goal(randoms, nq), 0)
+        rows = np.arange(n)
+        goal = randoms[:, nq : nq + 2 * GOAL_ATTEMPTS].reshape(n, GOAL_ATTEMPTS, 2)
+        qpos[:, -2:] = -r + (r - -r) * goal[rows, attempt]
+        start = nq + 2 * (attempt + 1)
+        qvel = -v + (v - -v) * randoms[rows[:, None], start[:, None] + np.arange(nv)]
+        qvel[:, -2:] = 0.0
         return qpos, qvel
 
     def observation(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
@@ -227,9 +265,8 @@ class ReacherTask(Task):
 
     def reward(self, model: mujoco.MjModel, data: mujoco.MjData, terminated: bool) -> float:
         """Return ``-|fingertip - target| - |ctrl|^2`` (v5's weights, 1 and 1)."""
-        vec, _ = _fingertip_to_target(self.batch_constants(model), data.qpos[None])
-        control = float(np.dot(data.ctrl, data.ctrl))
-        return -REWARD_DIST_WEIGHT * float(np.abs(vec[0])) - REWARD_CONTROL_WEIGHT * control
+        kinematics = _fingertip_to_target(self.batch_constants(model), data.qpos[None])
+        return float(_reward(kinematics, data.ctrl[None])[0])
 
     def batch_constants(self, model: mujoco.MjModel) -> np.ndarray:
         """The arm's planar kinematic chain and the target's origin (see ``_fingertip_to_target``).
@@ -258,7 +295,7 @@ class ReacherTask(Task):
         """Vectorized :meth:`observation` (needs ``state.constants``): shape ``(n, 10)``."""
         if state.constants is None:
             return None
-        return _observation(state.constants, state.qpos, state.qvel)
+        return _observation(state.constants, state.qpos, state.qvel, _kinematics(state))
 
     def terminated_batch(self, state: BatchState) -> np.ndarray:
         """Vectorized :meth:`terminated`: never."""
@@ -268,10 +305,21 @@ class ReacherTask(Task):
         """Vectorized :meth:`reward` (needs ``state.constants`` and ``state.ctrl``)."""
         if state.constants is None or state.ctrl is None:
             return None
-        vec, _ = _fingertip_to_target(state.constants, state.qpos)
-        control = np.einsum("ij,ij->i", state.ctrl, state.ctrl)
-        distance = np.abs(vec)
-        return -REWARD_DIST_WEIGHT * distance - REWARD_CONTROL_WEIGHT * control
+        return _reward(_kinematics(state), state.ctrl)
+
+
+def _goal_inside(goal: np.ndarray) -> np.ndarray:
+    """Whether goals ``(..., 2)`` lie inside the reach circle (v5's rejection test; one code
+    for the per-env and batched resets, so both accept the same draws)."""
+    return np.hypot(goal[..., 0], goal[..., 1]) < GOAL_RADIUS
+
+
+def _first_goal(randoms: np.ndarray, nq: int) -> np.ndarray:
+    """Index of the first accepted goal draw in each row's window, ``-1`` if none is."""
+    n, r = len(randoms), GOAL_RADIUS
+    goal = -r + (r - -r) * randoms[:, nq : nq + 2 * GOAL_ATTEMPTS].reshape(n, GOAL_ATTEMPTS, 2)
+    inside = _goal_inside(goal)
+    return np.where(inside.any(axis=1), inside.argmax(axis=1), -1)
 
 
 def _fingertip_to_target(constants: np.ndarray, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -290,10 +338,34 @@ def _fingertip_to_target(constants: np.ndarray, qpos: np.ndarray) -> tuple[np.nd
     return tip - target - (qpos[:, 2] + 1j * qpos[:, 3]), turn
 
 
-def _observation(constants: np.ndarray, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+def _kinematics(state: BatchState) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_fingertip_to_target` of ``state``, once per state (reward and observation
+    of a step both read it)."""
+    found = state.derived.get("reacher.kinematics")
+    if found is None:
+        found = state.derived["reacher.kinematics"] = _fingertip_to_target(
+            state.constants, state.qpos
+        )
+    return found
+
+
+def _reward(kinematics: tuple[np.ndarray, np.ndarray], ctrl: np.ndarray) -> np.ndarray:
+    """``-|fingertip - target| - |ctrl|^2`` of each row (one code for both paths)."""
+    vec, _ = kinematics
+    control = np.einsum("ij,ij->i", ctrl, ctrl)
+    return -REWARD_DIST_WEIGHT * np.abs(vec) - REWARD_CONTROL_WEIGHT * control
+
+
+def _observation(
+    constants: np.ndarray,
+    qpos: np.ndarray,
+    qvel: np.ndarray,
+    kinematics: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """The v5 observation of each row, shape ``(n, 10)`` (one code for both paths, so the
-    batched and per-env observations agree bit for bit)."""
-    vec, turn = _fingertip_to_target(constants, qpos)
+    batched and per-env observations agree bit for bit); ``kinematics`` is
+    :func:`_fingertip_to_target`'s result if already computed."""
+    vec, turn = kinematics or _fingertip_to_target(constants, qpos)
     obs = np.empty((len(qpos), 10))
     obs[:, 0:2] = turn.real
     obs[:, 2:4] = turn.imag

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mujoco
@@ -96,6 +96,10 @@ class BatchState:
             a step.
         constants: Each row's :meth:`Task.batch_constants`, stacked, shape ``(n, k)``;
             ``None`` if the task has none.
+        derived: Quantities that several batched methods compute from this state (a
+            task's kinematics, say), kept by the task under its own keys so that a step
+            computes them once: the env passes one ``BatchState`` to the step's methods and,
+            when no row was reset in between, to the observation.
     """
 
     models: Sequence[mujoco.MjModel]
@@ -107,6 +111,7 @@ class BatchState:
     action: np.ndarray | None = None
     qpos_before: np.ndarray | None = None
     constants: np.ndarray | None = None
+    derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.time)
@@ -155,11 +160,13 @@ class Task(ABC):
         return None
 
     def initial_state_randoms(self, model: mujoco.MjModel) -> int | None:
-        """How many doubles of ``rng.random()`` :meth:`initial_state` consumes, or ``None``.
+        """How many doubles of ``rng.random()`` :meth:`initial_state` reads, or ``None``.
 
-        A fixed count lets the batched env draw a sub-env's resets ahead, in chunks, from
-        its own generator (:meth:`initial_state_from_randoms` maps them); ``None`` (the
-        default: the draws vary or are not uniform) keeps one draw per reset.
+        A count lets the batched env draw a sub-env's resets ahead, in chunks, from its own
+        generator (:meth:`initial_state_from_randoms` maps them). It is exact unless the
+        task overrides :meth:`initial_state_reads`, for which it is the window each reset
+        is given. ``None`` (the default: the draws are not uniform doubles) keeps one
+        draw per reset.
         """
         del model
         return None
@@ -170,6 +177,18 @@ class Task(ABC):
         """:meth:`initial_state` of each row from the doubles it would draw, ``randoms``
         ``(n, initial_state_randoms)``; only for tasks whose count is not ``None``."""
         raise TypeError(f"{type(self).__name__} draws its initial states from a generator")
+
+    def initial_state_reads(
+        self, models: Sequence[mujoco.MjModel], randoms: np.ndarray
+    ) -> np.ndarray:
+        """How many of each row's doubles :meth:`initial_state` would read, ``(n,)``; ``-1``
+        where the window ``randoms`` is too short (the env then calls it per row).
+
+        For a reset that reads a varying number of doubles (rejection sampling); the default
+        is a fixed count: all of them.
+        """
+        del models
+        return np.full(len(randoms), randoms.shape[1])
 
     def initialize_episode(
         self, model: mujoco.MjModel, data: mujoco.MjData, rng: np.random.Generator

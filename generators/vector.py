@@ -51,7 +51,8 @@ from generators.task import LATENCY, BatchState, ChannelEffects, Task
 
 _INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION.value
 _NOISE_CHUNK = 32  # standard normals drawn per sub-env at a time (rows of obs size)
-_RESET_CHUNK = 64  # initial-state draws per sub-env at a time (rows of the task's count)
+_RESET_CHUNK = 64  # initial-state draws per sub-env at a time (windows of the task's count)
+_CLOSED = 1 << 40  # position in a sub-env's reset chunk when none is open
 _NO_IDS = np.zeros(0, dtype=np.int32)
 COST_SMOOTHING = 0.05
 """Default weight of the newest measurement in the per-fidelity cost average."""
@@ -207,10 +208,12 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._noise_pos = np.full(n, _NOISE_CHUNK, dtype=np.int64)
         self._noise_saved: list[dict[str, Any] | None] = [None] * n
         # Initial states likewise, for sub-envs whose generator draws nothing else (a point
-        # distribution, no observation noise) and tasks with a fixed count of doubles per
-        # reset (`Task.initial_state_randoms`); at most one of the two chunks is open.
-        self._reset_buf: np.ndarray | None = None  # (n, _RESET_CHUNK, count) at first use
-        self._reset_pos = np.full(n, _RESET_CHUNK, dtype=np.int64)
+        # distribution, no observation noise) and tasks that read at most a known count of
+        # doubles per reset (`Task.initial_state_randoms`): a flat chunk of doubles per
+        # sub-env, of which each reset reads its own number; at most one chunk is open.
+        self._reset_buf: np.ndarray | None = None  # (n, _RESET_CHUNK * count) at first use
+        self._reset_pos = np.full(n, _CLOSED, dtype=np.int64)  # doubles read of the chunk
+        self._reset_window = np.zeros(0, dtype=np.int64)  # offsets of one reset's doubles
         self._reset_saved: list[dict[str, Any] | None] = [None] * n
         self._model_ids = np.zeros(n, dtype=np.int64)  # id() of each sub-env's model
         self._one_dist: TaskDistribution | None = distribution  # shared by every sub-env
@@ -382,7 +385,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             if seeds[i] is not None:
                 self._rngs[i], _ = seeding.np_random(seeds[i])
                 self._noise_pos[i], self._noise_saved[i] = _NOISE_CHUNK, None
-                self._reset_pos[i], self._reset_saved[i] = _RESET_CHUNK, None
+                self._reset_pos[i], self._reset_saved[i] = _CLOSED, None
         self._reset_envs(idx, options.get("theta"))
         if self._batched is None:
             self._probe_task()
@@ -469,7 +472,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
 
         if not all_step:  # the sub-envs whose episode ended start the next one
             self._reset_envs(np.flatnonzero(resetting), None)
-        self._obs = self._observe(slice(None))
+        # Unless a row was reset, the observation reads the state the step's methods did.
+        self._obs = self._observe(slice(None), state if all_step and not unstable.any() else None)
         self._done = terminated | truncated
         self._returns += rewards
         ended = np.flatnonzero(self._done)
@@ -521,12 +525,12 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             self._noise_pos[i] = _NOISE_CHUNK
         saved = self._reset_saved[i]
         if saved is not None:
-            if self._reset_pos[i] < _RESET_CHUNK:
-                assert self._reset_buf is not None
+            assert self._reset_buf is not None
+            if self._reset_pos[i] < self._reset_buf.shape[1]:
                 rng.bit_generator.state = saved
-                rng.random((int(self._reset_pos[i]), self._reset_buf.shape[2]))
+                rng.random(int(self._reset_pos[i]))
             self._reset_saved[i] = None
-            self._reset_pos[i] = _RESET_CHUNK
+            self._reset_pos[i] = _CLOSED
         return rng
 
     def _reset_envs(self, idx: np.ndarray, fixed_theta: Mapping[str, float] | None) -> None:
@@ -579,40 +583,63 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
     ) -> tuple[np.ndarray, np.ndarray]:
         """The new episodes' ``qpos`` and ``qvel`` rows, from each sub-env's generator.
 
-        For a task with a fixed count of doubles per reset, sub-envs whose generator draws
-        nothing else in the episode (``_Draw.quiet``) take theirs from a chunk drawn ahead:
-        one ``random`` call per sub-env per ``_RESET_CHUNK`` resets instead of per reset.
+        For a task that reads at most a known count of doubles per reset, sub-envs whose
+        generator draws nothing else in the episode (``_Draw.quiet``) take theirs from a
+        chunk drawn ahead: one ``random`` call per sub-env per ``_RESET_CHUNK`` resets
+        instead of per reset. Each reset reads its own number of the chunk's doubles
+        (:meth:`Task.initial_state_reads`), so the stream stays the one ``initial_state``
+        reads; a reset whose window was too short draws from the rewound generator.
         """
         models = [draws[0].model] * idx.size if one else [d.model for d in draws]
-        count = self.task.initial_state_randoms(models[0])
+        task = self.task
+        count = task.initial_state_randoms(models[0])
         if count is None:
             rngs = [self._rng(i) for i in idx.tolist()]
-            drawn = self.task.initial_state_batch(models, rngs)
+            drawn = task.initial_state_batch(models, rngs)
             if drawn is None:
-                drawn = zip(*map(self.task.initial_state, models, rngs), strict=True)
+                drawn = zip(*map(task.initial_state, models, rngs), strict=True)
             qpos, qvel = drawn
             return qpos, qvel
+        size = _RESET_CHUNK * count
         if self._reset_buf is None:
-            self._reset_buf = np.zeros((self.num_envs, _RESET_CHUNK, count))
+            self._reset_buf = np.zeros((self.num_envs, size))
+            self._reset_window = np.arange(count)
         if one:
             quiet, rows = (None, idx) if draws[0].quiet else (np.zeros(idx.size, bool), idx[:0])
         else:
             quiet = np.array([d.quiet for d in draws])
             rows = idx[quiet]
-        for i in rows[self._reset_pos[rows] >= _RESET_CHUNK].tolist():
+        pos = self._reset_pos
+        for i in rows[pos[rows] + count > size].tolist():
             rng = self._rng(i)  # rewound: the chunk starts where the stream is
             self._reset_saved[i] = rng.bit_generator.state
-            self._reset_buf[i] = rng.random((_RESET_CHUNK, count))
-            self._reset_pos[i] = 0
-        ahead = self._reset_buf[rows, self._reset_pos[rows]]
-        self._reset_pos[rows] += 1
+            self._reset_buf[i] = rng.random(size)
+            pos[i] = 0
+        ahead = self._reset_buf[rows[:, None], pos[rows, None] + self._reset_window]
+        fixed = type(task).initial_state_reads is Task.initial_state_reads
         if quiet is None:  # every row drew ahead
-            return self.task.initial_state_from_randoms(models, ahead)
-        randoms = np.empty((idx.size, count))
-        randoms[quiet] = ahead
-        for p in np.flatnonzero(~quiet).tolist():
-            randoms[p] = self._rng(int(idx[p])).random(count)
-        return self.task.initial_state_from_randoms(models, randoms)
+            randoms = ahead
+        else:
+            randoms = np.zeros((idx.size, count))  # rows not drawn ahead: redone below
+            randoms[quiet] = ahead
+            for p in np.flatnonzero(~quiet).tolist() if fixed else ():
+                randoms[p] = self._rng(int(idx[p])).random(count)
+        qpos, qvel = task.initial_state_from_randoms(models, randoms)
+        if fixed:
+            pos[rows] += count
+            return qpos, qvel
+        reads = np.zeros(0, dtype=np.int64)
+        if rows.size:
+            ahead_models = models if quiet is None else _Rows(models, np.flatnonzero(quiet))
+            reads = task.initial_state_reads(ahead_models, ahead)
+        pos[rows] += np.maximum(reads, 0)
+        # Per row, from the generator: a window too short for its reset, a row not drawn ahead.
+        redo = np.flatnonzero(reads < 0) if quiet is None else np.flatnonzero(quiet)[reads < 0]
+        if quiet is not None:
+            redo = np.union1d(redo, np.flatnonzero(~quiet))
+        for p in redo.tolist():
+            qpos[p], qvel[p] = task.initial_state(models[p], self._rng(int(idx[p])))
+        return qpos, qvel
 
     def _episode_draws(
         self, idx: np.ndarray, fixed_theta: Mapping[str, float] | None
@@ -920,9 +947,10 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             return None
         return getattr(self.task, f"{name}_batch")(*args)
 
-    def _observe(self, rows: slice | np.ndarray) -> np.ndarray:
-        """Noisy observations of ``rows``, shape ``(len(rows), *obs_shape)``."""
-        obs = self._call_batched("observation", self._batch_state(rows))
+    def _observe(self, rows: slice | np.ndarray, state: BatchState | None = None) -> np.ndarray:
+        """Noisy observations of ``rows``, shape ``(len(rows), *obs_shape)``; ``state`` is
+        their batch state if already built (with what the task derived from it)."""
+        obs = self._call_batched("observation", state or self._batch_state(rows))
         idx = np.arange(self.num_envs)[rows]
         if obs is None:
             obs = np.stack([self._data_call(i, self.task.observation) for i in idx])

@@ -141,6 +141,39 @@ def test_initial_states_drawn_ahead_keep_each_sub_envs_stream(
     """A quiet point distribution's resets come from chunks drawn ahead; distributions that
     draw thetas or noise in between rewind each stream to the draws used, so every sub-env
     stays a TaskEnv over many episodes (more than a chunk in every phase)."""
+    resets = _assert_streams_kept(family, steps_per_phase=400)
+    assert (resets > 32).all()  # past a chunk of drawn-ahead resets
+
+
+def test_resets_that_read_a_varying_count_keep_each_sub_envs_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """reacher's goal is rejection-sampled: each reset reads its own number of a chunk's
+    doubles, and one whose window holds no accepted goal draws from the rewound generator.
+    With 2 goal attempts per window (~5% of resets need a third) and chunks of 2 windows,
+    refills and fallbacks happen every few episodes; every sub-env stays a TaskEnv."""
+    monkeypatch.setattr(generators.reacher, "GOAL_ATTEMPTS", 2)
+    monkeypatch.setattr(generators.vector, "_RESET_CHUNK", 2)
+    family = generators.get_family("reacher")
+    reads = []
+    original = family.task.initial_state_reads
+
+    def recorded(models, randoms):
+        reads.append(original(models, randoms))
+        return reads[-1]
+
+    monkeypatch.setattr(family.task, "initial_state_reads", recorded)
+    resets = _assert_streams_kept(family, steps_per_phase=300)
+    assert (resets >= 5).all()
+    reads = np.concatenate(reads)
+    assert (reads == -1).any() and (reads > 0).any()  # both paths were taken
+
+
+def _assert_streams_kept(family: Family, steps_per_phase: int) -> np.ndarray:
+    """Step 3 sub-envs against 3 TaskEnvs through phases of quiet, noisy and UDR
+    distributions (random actions), asserting equal observations, rewards and flags;
+    returns each sub-env's resets per phase, the fewest over the phases."""
+    space = family.space
     quiet = TaskDistribution.point(space, None, "coarse")
     noisy = TaskDistribution.point(space, {"obs_noise_std": 0.01}, "coarse")
     udr = TaskDistribution.uniform(space, "coarse")
@@ -154,12 +187,13 @@ def test_initial_states_drawn_ahead_keep_each_sub_envs_stream(
     low, high = family.task.action_space.low, family.task.action_space.high
     done = np.zeros(n, dtype=bool)
     resets = np.zeros(n, dtype=int)
+    fewest = np.full(n, np.iinfo(np.int64).max)
     for phase in (quiet, noisy, quiet, udr, quiet):
         venv.set_task_distribution(phase)
         start = resets.copy()
         for env in envs:
             env.set_task_distribution(phase)
-        for _ in range(400):
+        for _ in range(steps_per_phase):
             a = rng.uniform(low, high, size=(n, low.size))
             obs, rew, term, trunc, _ = venv.step(a)
             for i, env in enumerate(envs):
@@ -171,8 +205,9 @@ def test_initial_states_drawn_ahead_keep_each_sub_envs_stream(
                     assert (rew[i], term[i], trunc[i]) == (r, te, tr)
                 np.testing.assert_array_equal(obs[i], single)
             done = term | trunc
-        assert (resets - start > 32).all()  # past a chunk of drawn-ahead resets
+        fewest = np.minimum(fewest, resets - start)
     venv.close()
+    return fewest
 
 
 @pytest.mark.parametrize("name", sorted(generators.FAMILIES))
