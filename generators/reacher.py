@@ -18,9 +18,11 @@ the reality proxy's copy of Gymnasium's file.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping, Sequence
 
 import mujoco
+import numba
 import numpy as np
 from gymnasium import spaces
 
@@ -257,7 +259,9 @@ class ReacherTask(Task):
 
     def observation(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
         """Return the 10-dim v5 observation of the current state."""
-        return _observation(self.batch_constants(model), data.qpos[None], data.qvel[None])[0]
+        return _outputs(self.batch_constants(model)[None], data.qpos[None], data.qvel[None], None)[
+            0
+        ][0]
 
     def terminated(self, model: mujoco.MjModel, data: mujoco.MjData) -> bool:
         """Never: Reacher episodes only end by truncation (or the stability guard)."""
@@ -265,11 +269,12 @@ class ReacherTask(Task):
 
     def reward(self, model: mujoco.MjModel, data: mujoco.MjData, terminated: bool) -> float:
         """Return ``-|fingertip - target| - |ctrl|^2`` (v5's weights, 1 and 1)."""
-        kinematics = _fingertip_to_target(self.batch_constants(model), data.qpos[None])
-        return float(_reward(kinematics, data.ctrl[None])[0])
+        constants = self.batch_constants(model)[None]
+        _, reward = _outputs(constants, data.qpos[None], data.qvel[None], data.ctrl[None])
+        return float(reward[0])
 
     def batch_constants(self, model: mujoco.MjModel) -> np.ndarray:
-        """The arm's planar kinematic chain and the target's origin (see ``_fingertip_to_target``).
+        """The arm's planar kinematic chain and the target's origin (see ``_arm_outputs``).
 
         Raises:
             ValueError: If the arm is not the planar chain Reacher-v5 assumes (hinges about
@@ -295,7 +300,7 @@ class ReacherTask(Task):
         """Vectorized :meth:`observation` (needs ``state.constants``): shape ``(n, 10)``."""
         if state.constants is None:
             return None
-        return _observation(state.constants, state.qpos, state.qvel, _kinematics(state))
+        return _state_outputs(state, with_reward=False)[0]
 
     def terminated_batch(self, state: BatchState) -> np.ndarray:
         """Vectorized :meth:`terminated`: never."""
@@ -305,7 +310,7 @@ class ReacherTask(Task):
         """Vectorized :meth:`reward` (needs ``state.constants`` and ``state.ctrl``)."""
         if state.constants is None or state.ctrl is None:
             return None
-        return _reward(_kinematics(state), state.ctrl)
+        return _state_outputs(state, with_reward=True)[1]
 
 
 def _goal_inside(goal: np.ndarray) -> np.ndarray:
@@ -322,58 +327,67 @@ def _first_goal(randoms: np.ndarray, nq: int) -> np.ndarray:
     return np.where(inside.any(axis=1), inside.argmax(axis=1), -1)
 
 
-def _fingertip_to_target(constants: np.ndarray, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``x + iy`` of fingertip minus target for each row of ``qpos`` ``(n, 4)``, shape ``(n,)``,
-    and the arm joints' ``cos + i sin`` ``(n, 2)``.
-
-    Closed-form planar kinematics from :meth:`ReacherTask.batch_constants` (rows of
-    ``constants`` or one shared row; read as complex ``x + iy`` pairs): body0's origin, body1's
-    offset in body0, the fingertip's offset in body1 and the target's origin (its body
-    position minus its slide joints' refs). A rotation is a product with ``exp(i angle)``.
-    """
-    points = np.ascontiguousarray(constants).view(np.complex128).reshape(-1, 4)
-    base, link0, link1, target = points.T
-    turn = np.exp(1j * qpos[:, :2])
-    tip = base + turn[:, 0] * (link0 + turn[:, 1] * link1)
-    return tip - target - (qpos[:, 2] + 1j * qpos[:, 3]), turn
-
-
-def _kinematics(state: BatchState) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_fingertip_to_target` of ``state``, once per state (reward and observation
-    of a step both read it)."""
-    found = state.derived.get("reacher.kinematics")
-    if found is None:
-        found = state.derived["reacher.kinematics"] = _fingertip_to_target(
-            state.constants, state.qpos
-        )
-    return found
-
-
-def _reward(kinematics: tuple[np.ndarray, np.ndarray], ctrl: np.ndarray) -> np.ndarray:
-    """``-|fingertip - target| - |ctrl|^2`` of each row (one code for both paths)."""
-    vec, _ = kinematics
-    control = np.einsum("ij,ij->i", ctrl, ctrl)
-    return -REWARD_DIST_WEIGHT * np.abs(vec) - REWARD_CONTROL_WEIGHT * control
-
-
-def _observation(
+@numba.njit(cache=True, nogil=True)
+def _arm_outputs(
     constants: np.ndarray,
     qpos: np.ndarray,
     qvel: np.ndarray,
-    kinematics: tuple[np.ndarray, np.ndarray] | None = None,
-) -> np.ndarray:
-    """The v5 observation of each row, shape ``(n, 10)`` (one code for both paths, so the
-    batched and per-env observations agree bit for bit); ``kinematics`` is
-    :func:`_fingertip_to_target`'s result if already computed."""
-    vec, turn = kinematics or _fingertip_to_target(constants, qpos)
+    ctrl: np.ndarray,
+    obs: np.ndarray,
+    reward: np.ndarray,
+) -> None:
+    """Write each row's v5 observation into ``obs`` ``(n, 10)`` and, if ``ctrl`` has ``n``
+    rows, its reward ``-|fingertip - target| - |ctrl|^2`` into ``reward`` ``(n,)``.
+
+    Closed-form planar kinematics from :meth:`ReacherTask.batch_constants` (rows of
+    ``constants`` ``(n, 8)`` or one shared row, as ``x, y`` pairs): body0's origin, body1's
+    offset in body0, the fingertip's offset in body1 and the target's origin (its body
+    position minus its slide joints' refs). Compiled, and the one code of the per-env and
+    batched paths, so both agree bit for bit.
+    """
+    shared = constants.shape[0] == 1
+    with_reward = ctrl.shape[0] == qpos.shape[0]
+    for i in range(qpos.shape[0]):
+        k = 0 if shared else i
+        c0, s0 = math.cos(qpos[i, 0]), math.sin(qpos[i, 0])
+        c1, s1 = math.cos(qpos[i, 1]), math.sin(qpos[i, 1])
+        # The fingertip in body0's frame, then in the world: link0 + R(q1) link1, R(q0) that.
+        x = constants[k, 2] + (c1 * constants[k, 4] - s1 * constants[k, 5])
+        y = constants[k, 3] + (s1 * constants[k, 4] + c1 * constants[k, 5])
+        dx = constants[k, 0] + (c0 * x - s0 * y) - constants[k, 6] - qpos[i, 2]
+        dy = constants[k, 1] + (s0 * x + c0 * y) - constants[k, 7] - qpos[i, 3]
+        obs[i, 0], obs[i, 1], obs[i, 2], obs[i, 3] = c0, c1, s0, s1
+        obs[i, 4], obs[i, 5] = qpos[i, 2], qpos[i, 3]
+        obs[i, 6], obs[i, 7] = qvel[i, 0], qvel[i, 1]
+        obs[i, 8], obs[i, 9] = dx, dy
+        if with_reward:
+            control = ctrl[i, 0] * ctrl[i, 0] + ctrl[i, 1] * ctrl[i, 1]
+            reward[i] = -REWARD_DIST_WEIGHT * math.hypot(dx, dy) - REWARD_CONTROL_WEIGHT * control
+
+
+_NO_CTRL = np.zeros((0, 2))
+
+
+def _outputs(
+    constants: np.ndarray, qpos: np.ndarray, qvel: np.ndarray, ctrl: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Observations ``(n, 10)`` and, with ``ctrl``, rewards ``(n,)`` (:func:`_arm_outputs`)."""
     obs = np.empty((len(qpos), 10))
-    obs[:, 0:2] = turn.real
-    obs[:, 2:4] = turn.imag
-    obs[:, 4:6] = qpos[:, 2:]
-    obs[:, 6:8] = qvel[:, :2]
-    obs[:, 8] = vec.real
-    obs[:, 9] = vec.imag
-    return obs
+    reward = np.empty(len(qpos) if ctrl is not None else 0)
+    _arm_outputs(constants, qpos, qvel, _NO_CTRL if ctrl is None else ctrl, obs, reward)
+    return obs, reward if ctrl is not None else None
+
+
+def _state_outputs(state: BatchState, with_reward: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`_outputs` of ``state``, once per state: a step's reward and observation both
+    read them."""
+    found = state.derived.get("reacher")
+    if found is None or (with_reward and found[1] is None):
+        found = _outputs(
+            state.constants, state.qpos, state.qvel, state.ctrl if with_reward else None
+        )
+        state.derived["reacher"] = found
+    return found
 
 
 TASK = ReacherTask()

@@ -18,6 +18,8 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from generators import kernels
+
 # Names of the theta entries that act on the action/observation channels, not the model.
 LATENCY = "latency_steps"
 OBS_NOISE = "obs_noise_std"
@@ -314,13 +316,8 @@ class Task(ABC):
         """
         if type(self).diverged is not Task.diverged:
             return None
-        qpos, qvel = state.qpos, state.qvel
-        if all_below(qpos, np.inf) and all_below(qvel, self.max_abs_velocity, inclusive=True):
-            return np.zeros(len(qpos), dtype=bool)  # the usual step: one reduction each
-        bad = ~np.isfinite(qpos).all(axis=1)
-        if qvel.shape[1]:
-            # NaN fails the comparison, so a non-finite velocity also counts.
-            bad |= ~(np.abs(qvel).max(axis=1) <= self.max_abs_velocity)
+        bad = np.empty(len(state), dtype=bool)
+        kernels.unsound_rows(state.qpos, state.qvel, float(self.max_abs_velocity), bad)
         return bad
 
 

@@ -34,6 +34,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
+from generators import kernels
 from generators.distribution import TaskDistribution
 from generators.env import (
     _MODEL_CACHE_SIZE,
@@ -216,6 +217,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._reset_window = np.zeros(0, dtype=np.int64)  # offsets of one reset's doubles
         self._reset_saved: list[dict[str, Any] | None] = [None] * n
         self._model_ids = np.zeros(n, dtype=np.int64)  # id() of each sub-env's model
+        self._shared_draw: _Draw | None = None  # the last draw shared by every reset row
+        self._on_shared = np.zeros(n, dtype=bool)  # rows whose per-draw fields are its
         self._one_dist: TaskDistribution | None = distribution  # shared by every sub-env
         # Stacked physics state (allocated at the first reset, when the layout is known).
         self._nstate = 0
@@ -410,7 +413,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             raise gym.error.ResetNeeded("call reset() before step()")
         t_start = time.perf_counter()
         n = self.num_envs
-        action = self._sanitize(actions)
+        action, ctrl = self._controls(actions)
         resetting = self._done.copy()
         stepping = ~resetting
         all_step = bool(stepping.all())
@@ -419,7 +422,6 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         if self._custom_before and live:
             for i in np.flatnonzero(stepping):
                 before[i] = self.task.before_step(self._models[i], self._datas[i])
-        ctrl = self._actuate(action)
 
         time_before = self._state[:, 0].copy()
         qpos_before = self._state[:, self._slices["qpos"]].copy()
@@ -539,17 +541,20 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             return
         draws, one = self._episode_draws(idx, fixed_theta)
         first = draws[0]
-
-        def column(get: Any) -> Any:  # one value for all rows of a shared draw, else a list
-            return get(first) if one else [get(d) for d in draws]
-
-        model_ids = id(first.model) if one else np.array([id(d.model) for d in draws])
-        for p in np.flatnonzero(self._model_ids[idx] != model_ids).tolist():
-            self._set_model(int(idx[p]), draws[p].model, draws[p].key)
-        if first.constants is not None:
-            if self._const is None:
-                self._const = np.zeros((self.num_envs, first.constants.size))
-            self._const[idx] = column(lambda d: d.constants)
+        # Rows that start another episode of the shared draw keep its per-draw fields (model,
+        # constants, channel effects, theta, fidelity); the others are written from theirs.
+        if one:
+            if first is not self._shared_draw:
+                self._shared_draw = first  # held, so the identity stays valid
+                self._on_shared[:] = False
+            fresh = idx[~self._on_shared[idx]]
+        else:
+            self._on_shared[idx] = False
+            fresh = idx
+        if fresh.size:
+            self._set_draws(fresh, first if one else draws)
+            if one:
+                self._on_shared[fresh] = True
         if self._live_data:  # per-env task methods read this sub-env's MjData
             for i, draw in zip(idx.tolist(), draws, strict=True):
                 model, data = draw.model, self._data(i)
@@ -558,25 +563,43 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                 mujoco.mj_getState(model, data, self._state[i], _INTEGRATION)
         else:  # the state rows alone: reset state, the task's qpos, qvel
             qpos, qvel = self._initial_states(idx, draws, one)
-            self._state[idx] = column(lambda d: d.reset_state)
+            self._state[idx] = first.reset_state if one else [d.reset_state for d in draws]
             self._state[idx, self._slices["qpos"]] = qpos
             self._state[idx, self._slices["qvel"]] = qvel
         # Per-episode bookkeeping, one array write per field.
+        self._hist[idx] = 0.0
+        self._steps[idx] = 0
+        self._returns[idx] = 0.0
+        self._done[idx] = False
+        self._episode_unstable[idx] = False
+
+    def _set_draws(self, idx: np.ndarray, draws: _Draw | list[_Draw]) -> None:
+        """Give the rows ``idx`` the per-draw fields of ``draws`` (one per row, or one shared
+        draw): model, task constants, channel effects, theta and fidelity."""
+        one = isinstance(draws, _Draw)
+
+        def column(get: Any) -> Any:  # one value for all rows of a shared draw, else a list
+            return get(draws) if one else [get(d) for d in draws]
+
+        model_ids = column(lambda d: id(d.model))
+        for p in np.flatnonzero(self._model_ids[idx] != model_ids).tolist():
+            draw = draws if one else draws[p]
+            self._set_model(int(idx[p]), draw.model, draw.key)
+        sample = draws if one else draws[0]
+        if sample.constants is not None:
+            if self._const is None:
+                self._const = np.zeros((self.num_envs, sample.constants.size))
+            self._const[idx] = column(lambda d: d.constants)
         latency = np.asarray(column(lambda d: d.effects.latency_steps), dtype=np.int64)
         if latency.max() >= self._hist.shape[1]:
             self._grow_history(int(latency.max()) + 1)
         self._latency[idx] = latency
         self._noise_std[idx] = column(lambda d: d.effects.obs_noise_std)
         self._deadzone[idx] = column(lambda d: d.effects.deadzone)
-        self._hist[idx] = 0.0
         self._theta[idx] = column(lambda d: d.theta)
         self._unit[idx] = column(lambda d: d.unit)
         self._fidelity[idx] = column(lambda d: d.fidelity)
         self._fid_code[idx] = column(lambda d: FIDELITIES.index(d.fidelity))
-        self._steps[idx] = 0
-        self._returns[idx] = 0.0
-        self._done[idx] = False
-        self._episode_unstable[idx] = False
 
     def _initial_states(
         self, idx: np.ndarray, draws: list[_Draw], one: bool
@@ -791,31 +814,31 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
     # -----------------------------------------------------------------------------------------
     # One control step
 
-    def _sanitize(self, actions: np.ndarray) -> np.ndarray:
-        """Actions as float64 ``(n, nu)``, NaN -> 0, clipped to the range."""
-        a = np.array(actions, dtype=np.float64)
-        if a.size != self.num_envs * self._ctrl_low.size:
-            raise ValueError(
-                f"actions have {a.size} entries, expected {self.num_envs} x {self._ctrl_low.size}"
-            )
-        a = a.reshape(self.num_envs, self._ctrl_low.size)
-        if not math.isfinite(a.sum()):
-            a[np.isnan(a)] = 0.0
-        np.minimum(a, self._ctrl_high, out=a)
-        return np.maximum(a, self._ctrl_low, out=a)
-
-    def _actuate(self, action: np.ndarray) -> np.ndarray:
-        """Controls applied now ``(n, nu)``: delayed by each latency FIFO, then dead-zoned."""
-        if self._latency.any():
-            rows = np.arange(self.num_envs)
-            size = self._hist.shape[1]
-            self._hist[rows, self._steps % size] = action
-            action = self._hist[rows, (self._steps - self._latency) % size]
-            action[self._steps < self._latency] = 0.0
-        if self._deadzone.any():
-            threshold = self._deadzone[:, None] * self._ctrl_scale
-            action = np.where(np.abs(action) < threshold, 0.0, action)
-        return action
+    def _controls(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The actions as float64 ``(n, nu)``, NaN -> 0, clipped to the range, and the
+        controls applied now: delayed by each latency FIFO, then dead-zoned."""
+        raw = np.asarray(actions)
+        if raw.dtype != np.float32:
+            raw = raw.astype(np.float64, copy=False)
+        raw = raw.reshape(-1)
+        nu = self._ctrl_low.size
+        if raw.size != self.num_envs * nu:
+            raise ValueError(f"actions have {raw.size} entries, expected {self.num_envs} x {nu}")
+        action = np.empty((self.num_envs, nu))
+        ctrl = np.empty((self.num_envs, nu))
+        kernels.controls(
+            raw,
+            self._ctrl_low,
+            self._ctrl_high,
+            self._hist,
+            self._steps,
+            self._latency,
+            self._deadzone,
+            self._ctrl_scale,
+            action,
+            ctrl,
+        )
+        return action, ctrl
 
     def _physics(
         self,
@@ -853,7 +876,9 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             batch, nsub = self._sims_for(key, rows).batch, key[0]
             ids = None if rows.size == self.num_envs else rows
             sel = slice(None) if single or ids is None else rows
-            batch.state[sel] = self._state[sel]
+            aliased = batch.state is self._state  # the rows live in this batch: no copies
+            if not aliased:
+                batch.state[sel] = self._state[sel]
             batch.state[sel, ctrl_cols] = ctrl[sel]
             t0 = time.perf_counter()
             if last_sub is not None and nsub > 1:  # stop before the last substep
@@ -863,7 +888,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             else:
                 failed = [_step(batch, ids, nsub)]
             timing.append((code, time.perf_counter() - t0, int(rows.size)))
-            self._state[sel] = batch.state[sel]
+            if not aliased:
+                self._state[sel] = batch.state[sel]
             # A warning, as `TaskEnv` checks: an automatic reset in an episode's very first
             # substep leaves the time an uninterrupted step would, so time alone misses it.
             # Counts are cleared once read, so the batch's are always this step's.
@@ -882,6 +908,11 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         if sims is None:
             template = self._models[int(rows[0])]
             batch = mujoco.batch.Batch(template, self.num_envs, nthread=self._nthread)
+            if not any(s.batch.state is self._state for s in self._sims.values()):
+                # The stacked state becomes this batch's own rows (it keeps the batch alive):
+                # a step of this layout then reads and writes them in place.
+                batch.state[:] = self._state
+                self._state = batch.state
             sims = self._sims[layout] = _Sims(batch, [template] * self.num_envs)
         new = rows[self._new_model[rows]]
         if new.size:
