@@ -321,15 +321,6 @@ class Task(ABC):
         return bad
 
 
-def all_below(values: np.ndarray, limit: float, *, inclusive: bool = False) -> bool:
-    """Whether every entry's magnitude is below ``limit`` (or equal, if ``inclusive``);
-    ``False`` if one is NaN. One reduction over the array, for the usual all-sound step."""
-    if not values.size:
-        return True
-    largest = float(np.abs(values).max())
-    return largest <= limit if inclusive else largest < limit
-
-
 class UniformResetNoise:
     """Mixin for a :class:`Task`: Gymnasium's MuJoCo v5 reset, ``qpos0 + U(-a, a)`` and
     ``U(-a, a)`` velocities with ``a`` = :attr:`reset_noise`, with its batched version."""

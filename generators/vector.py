@@ -218,6 +218,10 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._reset_saved: list[dict[str, Any] | None] = [None] * n
         self._model_ids = np.zeros(n, dtype=np.int64)  # id() of each sub-env's model
         self._shared_draw: _Draw | None = None  # the last draw shared by every reset row
+        self._draws_version = 0  # counts writes of per-draw fields (theta, fidelity...)
+        self._step_info: tuple[int, dict[str, Any], np.ndarray] | None = None
+        self._any_noise = False  # some sub-env has observation noise
+        self._views: tuple[np.ndarray, ...] = ()  # the stacked state and its field views
         self._on_shared = np.zeros(n, dtype=bool)  # rows whose per-draw fields are its
         self._one_dist: TaskDistribution | None = distribution  # shared by every sub-env
         # Stacked physics state (allocated at the first reset, when the layout is known).
@@ -600,6 +604,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._unit[idx] = column(lambda d: d.unit)
         self._fidelity[idx] = column(lambda d: d.fidelity)
         self._fid_code[idx] = column(lambda d: FIDELITIES.index(d.fidelity))
+        self._draws_version += 1
+        self._any_noise = bool(self._noise_std.any())
 
     def _initial_states(
         self, idx: np.ndarray, draws: list[_Draw], one: bool
@@ -937,13 +943,30 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
 
     def _batch_state(self, rows: slice | np.ndarray, **step: np.ndarray) -> BatchState:
         """The rows' states; ``step`` adds ``ctrl``, ``action`` and ``qpos_before``."""
-        state = self._state[rows]
+        if isinstance(rows, slice) and rows == slice(None):  # views of the whole state, kept
+            if not self._views or self._views[0] is not self._state:
+                state = self._state
+                sl = self._slices
+                self._views = (
+                    state,
+                    state[:, 0],
+                    state[:, sl["qpos"]],
+                    state[:, sl["qvel"]],
+                    state[:, sl["act"]],
+                )
+            _, time_, qpos, qvel, act = self._views
+            models: Sequence[Any] = self._models
+        else:
+            state = self._state[rows]
+            time_, qpos = state[:, 0], state[:, self._slices["qpos"]]
+            qvel, act = state[:, self._slices["qvel"]], state[:, self._slices["act"]]
+            models = self._models if isinstance(rows, slice) else _Rows(self._models, rows)
         return BatchState(
-            models=self._models if isinstance(rows, slice) else _Rows(self._models, rows),
-            time=state[:, 0],
-            qpos=state[:, self._slices["qpos"]],
-            qvel=state[:, self._slices["qvel"]],
-            act=state[:, self._slices["act"]],
+            models=models,
+            time=time_,
+            qpos=qpos,
+            qvel=qvel,
+            act=act,
             constants=None if self._const is None else self._const[rows],
             **step,
         )
@@ -981,13 +1004,19 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
     def _observe(self, rows: slice | np.ndarray, state: BatchState | None = None) -> np.ndarray:
         """Noisy observations of ``rows``, shape ``(len(rows), *obs_shape)``; ``state`` is
         their batch state if already built (with what the task derived from it)."""
-        obs = self._call_batched("observation", state or self._batch_state(rows))
-        idx = np.arange(self.num_envs)[rows]
+        if state is None:
+            state = self._batch_state(rows)
+        obs = self._call_batched("observation", state)
         if obs is None:
+            idx = np.arange(self.num_envs)[rows]
             obs = np.stack([self._data_call(i, self.task.observation) for i in idx])
-        obs = np.array(obs, dtype=np.float64).reshape(len(idx), *self._obs_shape)
+        obs = np.array(obs, dtype=np.float64)
+        obs = obs.reshape(len(obs), *self._obs_shape)
+        if not self._any_noise:
+            return obs
         noisy = self._noise_std[rows] > 0
         if noisy.any():
+            idx = np.arange(self.num_envs)[rows]
             sel = idx[noisy]
             z = self._noise(sel)
             obs[noisy] = obs[noisy] + (self._noise_std[sel, None] * z).reshape(
@@ -1011,11 +1040,28 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
     ) -> dict[str, Any]:
         """Vector info dict (gymnasium's format: arrays ``(n,)`` plus ``_key`` masks).
 
-        ``mask=None`` (a step): every sub-env reports; its mask is one shared read-only array.
+        ``mask=None`` (a step): every sub-env reports; its mask is one shared read-only array,
+        and its theta and fidelity arrays are read-only copies, shared by the steps between
+        two draws.
         """
-        if mask is None:
+        if mask is None:  # the per-draw arrays are copied again only after a draw changed
+            if self._step_info is None or self._step_info[0] != self._draws_version:
+                theta, fidelity = self._theta.copy(), self._fidelity.copy()
+                theta.flags.writeable = fidelity.flags.writeable = False
+                mask = self._all_rows
+                columns = dict(zip(self._names, theta.T, strict=True))
+                theta_info = {**columns, **dict.fromkeys(self._mask_keys, mask)}
+                self._step_info = (self._draws_version, theta_info, fidelity)
+            _, theta_info, fidelity = self._step_info
             mask = self._all_rows
-            theta, flags, fidelity = self._theta.copy(), unstable, self._fidelity.copy()
+            return {
+                "theta": dict(theta_info),
+                "_theta": mask,
+                "fidelity": fidelity,
+                "_fidelity": mask,
+                "unstable": unstable,
+                "_unstable": mask,
+            }
         else:
             theta = np.zeros_like(self._theta)
             theta[rows] = self._theta[rows]
