@@ -79,3 +79,44 @@ def unsound_rows(qpos: np.ndarray, qvel: np.ndarray, max_speed: float, out: np.n
         out[i] = bad
         found |= bad
     return found
+
+
+@numba.njit(cache=True, nogil=True)
+def finish_step(
+    resetting: np.ndarray,
+    unstable: np.ndarray,
+    diverged: np.ndarray,
+    terminated: np.ndarray,
+    rewards: np.ndarray,
+    steps: np.ndarray,
+    max_steps: int,
+    returns: np.ndarray,
+    truncated: np.ndarray,
+    done: np.ndarray,
+) -> int:
+    """A step's flags per sub-env, in place; returns how many sub-envs became unstable.
+
+    A resetting sub-env (``resetting``: its episode ended at the previous step) reports
+    nothing: no flags, reward 0. A stepping one counts the step (``steps``), is unstable if
+    MuJoCo stopped it (``unstable`` on entry) or its state diverged (``diverged``), which
+    terminates it with reward 0, and is truncated at ``max_steps``. ``done`` is terminated
+    or truncated; ``returns`` adds the rewards.
+    """
+    count = 0
+    for i in range(resetting.shape[0]):
+        if resetting[i]:
+            unstable[i] = False
+            terminated[i] = False
+            rewards[i] = 0.0
+            truncated[i] = False
+        else:
+            steps[i] += 1
+            if unstable[i] or diverged[i]:
+                unstable[i] = True
+                terminated[i] = True
+                rewards[i] = 0.0
+                count += 1
+            truncated[i] = steps[i] >= max_steps
+        done[i] = terminated[i] or truncated[i]
+        returns[i] += rewards[i]
+    return count

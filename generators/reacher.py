@@ -42,7 +42,7 @@ from generators.modifiers import (
 )
 from generators.reality import RealityProxy, gymnasium_asset, register_reality
 from generators.space import Param, ParamSpace
-from generators.task import DEADZONE, LATENCY, OBS_NOISE, BatchState, Task
+from generators.task import DEADZONE, LATENCY, OBS_NOISE, BatchState, Task, one_model
 
 # Reference model of Gymnasium's reacher.xml, SI units.
 LINK_LENGTH = 0.1
@@ -244,8 +244,8 @@ class ReacherTask(Task):
         holds no goal inside the circle gets a meaningless state: see
         :meth:`initial_state_reads`)."""
         n, nq, nv = len(randoms), models[0].nq, models[0].nv
-        first = models[0]
-        qpos0 = first.qpos0 if all(m is first for m in models) else [m.qpos0 for m in models]
+        first = one_model(models)
+        qpos0 = [m.qpos0 for m in models] if first is None else first.qpos0
         a, r, v = ARM_RESET_NOISE, GOAL_RADIUS, VEL_RESET_NOISE
         qpos = qpos0 + (-a + (a - -a) * randoms[:, :nq])  # as `uniform` maps its doubles
         attempt = np.maximum(_first_goal(randoms, nq), 0)

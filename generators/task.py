@@ -321,6 +321,14 @@ class Task(ABC):
         return bad
 
 
+def one_model(models: Sequence[mujoco.MjModel]) -> mujoco.MjModel | None:
+    """The model of every row if they are all one (a point distribution's), else ``None``."""
+    first = models[0]
+    if isinstance(models, list):  # the usual case: counted in C, identity first
+        return first if models.count(first) == len(models) else None
+    return first if all(m is first for m in models) else None
+
+
 class UniformResetNoise:
     """Mixin for a :class:`Task`: Gymnasium's MuJoCo v5 reset, ``qpos0 + U(-a, a)`` and
     ``U(-a, a)`` velocities with ``a`` = :attr:`reset_noise`, with its batched version."""
@@ -353,9 +361,6 @@ class UniformResetNoise:
         """The rows mapped as ``uniform`` maps its doubles (``low + range * u``)."""
         nq, a = models[0].nq, self.reset_noise
         noise = -a + (a - -a) * randoms
-        first = models[0]
-        if all(m is first for m in models):  # one model (a point distribution): no stack
-            qpos0 = first.qpos0
-        else:
-            qpos0 = np.array([m.qpos0 for m in models])
+        first = one_model(models)
+        qpos0 = np.array([m.qpos0 for m in models]) if first is None else first.qpos0
         return qpos0 + noise[:, :nq], noise[:, nq:]

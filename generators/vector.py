@@ -419,11 +419,11 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         n = self.num_envs
         action, ctrl = self._controls(actions)
         resetting = self._done.copy()
+        all_step = not resetting.any()
         stepping = ~resetting
-        all_step = bool(stepping.all())
         live = self._live_data
-        before: list[Any] = [None] * n
-        if self._custom_before and live:
+        before: list[Any] = [None] * n if self._custom_before and live else []
+        if before:
             for i in np.flatnonzero(stepping):
                 before[i] = self.task.before_step(self._models[i], self._datas[i])
 
@@ -431,9 +431,9 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         qpos_before = self._state[:, self._slices["qpos"]].copy()
         prev = self._state.copy() if live else None
         last_sub, physics = self._physics(ctrl, stepping, all_step)
-        self._steps += stepping
         # MuJoCo stopped or reset the state: less time passed than the substeps take.
-        unstable = stepping & (self._state[:, 0] < time_before + self._min_advance)
+        unstable = self._state[:, 0] < time_before + self._min_advance
+        unstable &= stepping
         if live:
             for i in np.flatnonzero(stepping & ~unstable):
                 start = prev[i] if self._nsub[i] == 1 else last_sub[i]
@@ -447,7 +447,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             div = np.zeros(n, dtype=bool)
             for i in np.flatnonzero(stepping & ~unstable):
                 div[i] = self._data_call(i, self.task.diverged)
-        unstable |= stepping & div
+        if live:  # the per-env methods below skip the unstable rows
+            unstable |= stepping & div
 
         terminated = self._call_batched("terminated", state)
         if terminated is None:
@@ -467,21 +468,19 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         else:
             rewards = np.array(rewards, dtype=np.float64)
 
-        if unstable.any():
+        truncated = np.empty(n, dtype=bool)
+        done = np.empty(n, dtype=bool)
+        max_steps = self.task.max_episode_steps
+        args = (div, terminated, rewards, self._steps, max_steps, self._returns, truncated, done)
+        any_unstable = kernels.finish_step(resetting, unstable, *args) > 0
+        if any_unstable:
             for i in np.flatnonzero(unstable):
                 self._reset_unstable(i)
-            terminated[unstable] = True
-            rewards[unstable] = 0.0
-        terminated &= stepping
-        rewards[resetting] = 0.0
-        truncated = stepping & (self._steps >= self.task.max_episode_steps)
-
         if not all_step:  # the sub-envs whose episode ended start the next one
             self._reset_envs(np.flatnonzero(resetting), None)
         # Unless a row was reset, the observation reads the state the step's methods did.
-        self._obs = self._observe(slice(None), state if all_step and not unstable.any() else None)
-        self._done = terminated | truncated
-        self._returns += rewards
+        self._obs = self._observe(slice(None), state if all_step and not any_unstable else None)
+        self._done = done
         ended = np.flatnonzero(self._done)
         if ended.size:
             self.episode_log.extend(
@@ -493,7 +492,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             )
         infos = self._infos(slice(None), unstable, None)
 
-        self._record_costs(time.perf_counter() - t_start, physics, int(n - resetting.sum()))
+        stepped = n - int(np.count_nonzero(resetting))
+        self._record_costs(time.perf_counter() - t_start, physics, stepped)
         return self._obs.copy(), rewards, terminated, truncated, infos
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
@@ -875,12 +875,18 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         timing = []
         ctrl_cols = self._slices["ctrl"]
         for code, key, rows in self._groups:
-            if not all_step:
+            ids: np.ndarray | None = None  # the rows that step: None (all), ids or a mask
+            if single and not all_step:  # the batch takes the mask (cheaper than ids)
+                ids, count = stepping, int(np.count_nonzero(stepping))
+                if not count:
+                    continue
+            elif not all_step:
                 rows = rows[stepping[rows]]
                 if not rows.size:
                     continue
+            if ids is None:
+                ids, count = (None if rows.size == self.num_envs else rows), int(rows.size)
             batch, nsub = self._sims_for(key, rows).batch, key[0]
-            ids = None if rows.size == self.num_envs else rows
             sel = slice(None) if single or ids is None else rows
             aliased = batch.state is self._state  # the rows live in this batch: no copies
             if not aliased:
@@ -893,7 +899,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                 failed.append(_step(batch, ids, 1))
             else:
                 failed = [_step(batch, ids, nsub)]
-            timing.append((code, time.perf_counter() - t0, int(rows.size)))
+            timing.append((code, time.perf_counter() - t0, count))
             if not aliased:
                 self._state[sel] = batch.state[sel]
             # A warning, as `TaskEnv` checks: an automatic reset in an episode's very first
@@ -920,7 +926,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                 batch.state[:] = self._state
                 self._state = batch.state
             sims = self._sims[layout] = _Sims(batch, [template] * self.num_envs)
-        new = rows[self._new_model[rows]]
+        new = rows[self._new_model[rows]] if self._new_model.any() else rows[:0]
         if new.size:
             for i in new.tolist():
                 sims.models[i] = self._models[i]
