@@ -233,6 +233,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._custom_before = cls.before_step is not Task.before_step
         self._const: np.ndarray | None = None  # stacked task.batch_constants, one row each
         self._batched: dict[str, bool] | None = None  # decided at the first reset
+        self._batched_methods: dict[str, Any] = {}  # the task's batched methods that answer
         self._live_data = True
         # Measured cost per fidelity: smoothed seconds per env step and steps measured.
         self._cost_smoothing = float(cost_smoothing)
@@ -571,7 +572,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             self._state[idx, self._slices["qpos"]] = qpos
             self._state[idx, self._slices["qvel"]] = qvel
         # Per-episode bookkeeping, one array write per field.
-        self._hist[idx] = 0.0
+        # The latency FIFOs need no clearing: an episode reads only slots it wrote (episode
+        # step k reads step k - latency's, and none before the episode's step `latency`).
         self._steps[idx] = 0
         self._returns[idx] = 0.0
         self._done[idx] = False
@@ -996,6 +998,9 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             "diverged": self.task.diverged_batch(state) is not None,
             "step_reward": self.task.step_reward_batch(state, no) is not None,
         }
+        self._batched_methods = {
+            name: getattr(self.task, f"{name}_batch") for name, ok in self._batched.items() if ok
+        }
         # A batched step reward reads qpos_before: no per-env before_step is needed then.
         self._live_data = not all(self._batched.values())
         if not self._live_data:
@@ -1003,9 +1008,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
 
     def _call_batched(self, name: str, *args: Any) -> np.ndarray | None:
         """``task.<name>_batch(*args)``, or ``None`` if the task computes it per env."""
-        if self._batched is None or not self._batched[name]:
-            return None
-        return getattr(self.task, f"{name}_batch")(*args)
+        method = self._batched_methods.get(name)
+        return None if method is None else method(*args)
 
     def _observe(self, rows: slice | np.ndarray, state: BatchState | None = None) -> np.ndarray:
         """Noisy observations of ``rows``, shape ``(len(rows), *obs_shape)``; ``state`` is
