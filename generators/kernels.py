@@ -120,3 +120,36 @@ def finish_step(
         done[i] = terminated[i] or truncated[i]
         returns[i] += rewards[i]
     return count
+
+
+@numba.njit(cache=True, nogil=True)
+def start_episodes(
+    idx: np.ndarray,
+    state: np.ndarray,
+    reset_state: np.ndarray,
+    qpos_start: int,
+    qpos: np.ndarray,
+    qvel: np.ndarray,
+    steps: np.ndarray,
+    returns: np.ndarray,
+    done: np.ndarray,
+    unstable: np.ndarray,
+) -> None:
+    """Start an episode in the sub-envs ``idx``: state row ``idx[p]`` becomes ``reset_state``
+    (one row for all, or one per ``p``) with ``qpos[p]`` and ``qvel[p]`` (which follows
+    ``qpos`` in the row) written in; its steps, return and flags are cleared."""
+    shared = reset_state.shape[0] == 1
+    nq, nv = qpos.shape[1], qvel.shape[1]
+    for p in range(idx.shape[0]):
+        i = idx[p]
+        source = 0 if shared else p
+        for j in range(state.shape[1]):
+            state[i, j] = reset_state[source, j]
+        for j in range(nq):
+            state[i, qpos_start + j] = qpos[p, j]
+        for j in range(nv):
+            state[i, qpos_start + nq + j] = qvel[p, j]
+        steps[i] = 0
+        returns[i] = 0.0
+        done[i] = False
+        unstable[i] = False

@@ -546,6 +546,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             return
         draws, one = self._episode_draws(idx, fixed_theta)
         first = draws[0]
+        # The latency FIFOs need no clearing: an episode reads only slots it wrote (episode
+        # step k reads step k - latency's, and none before the episode's step `latency`).
         # Rows that start another episode of the shared draw keep its per-draw fields (model,
         # constants, channel effects, theta, fidelity); the others are written from theirs.
         if one:
@@ -568,12 +570,20 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
                 mujoco.mj_getState(model, data, self._state[i], _INTEGRATION)
         else:  # the state rows alone: reset state, the task's qpos, qvel
             qpos, qvel = self._initial_states(idx, draws, one)
-            self._state[idx] = first.reset_state if one else [d.reset_state for d in draws]
-            self._state[idx, self._slices["qpos"]] = qpos
-            self._state[idx, self._slices["qvel"]] = qvel
-        # Per-episode bookkeeping, one array write per field.
-        # The latency FIFOs need no clearing: an episode reads only slots it wrote (episode
-        # step k reads step k - latency's, and none before the episode's step `latency`).
+            reset = first.reset_state[None] if one else np.array([d.reset_state for d in draws])
+            kernels.start_episodes(
+                idx,
+                self._state,
+                reset,
+                self._slices["qpos"].start,
+                np.asarray(qpos, dtype=np.float64).reshape(idx.size, -1),
+                np.asarray(qvel, dtype=np.float64).reshape(idx.size, -1),
+                self._steps,
+                self._returns,
+                self._done,
+                self._episode_unstable,
+            )
+            return
         self._steps[idx] = 0
         self._returns[idx] = 0.0
         self._done[idx] = False
@@ -765,6 +775,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             self._nstate = nstate
             self._state = np.zeros((self.num_envs, nstate))
             self._slices = state_slices(model)
+            assert self._slices["qvel"].start == self._slices["qpos"].stop  # as resets write
+
         elif nstate != self._nstate:
             raise ValueError(
                 f"family {self.family.name!r}: models differ in state size ({nstate} vs "
