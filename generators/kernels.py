@@ -3,7 +3,8 @@
 At batch 256 and a coarse timestep a physics step of every sub-env takes a few hundred
 microseconds on two cores, and each numpy call around it costs about a microsecond however
 few rows it touches. These kernels do in one pass over the rows what took several calls:
-the actions' sanitizing, latency FIFOs and deadzone, and the stability guard's state check.
+the actions' sanitizing, latency FIFOs and deadzone, the stability guard's state check, a
+step's flags and returns, and the state rows of new episodes.
 They compute exactly what the numpy code they replace computed (the same IEEE operations in
 the same order), so trajectories are unchanged bit for bit. Compiled on first use and cached
 next to this file (``cache=True``).

@@ -5,12 +5,14 @@ draws its own theta from the task distribution at its own reset (with the same r
 model cache as :class:`~generators.env.TaskEnv`), so the batch holds models with different
 masses, lengths, dampings or integrators. The sub-envs' integration states (``mjSTATE_INTEGRATION``:
 positions, velocities, controls, the solver's warm start...) are stacked into one
-``(n, nstate)`` array, and a control step advances all of them with a single
-``mujoco.batch.Batch.step`` call per model layout: one simulation per sub-env on its own
-model (``set_models``), ``nstep`` = the family's physics substeps per control step, on a
-persistent thread pool. Latency FIFOs, deadzone, observation noise, reward, termination and
-the stability guard run on the stacked arrays with numpy, and the sub-envs whose episode
-ended start the next one (theta draw, model, initial state) together.
+``(n, nstate)`` array (the rows of the first layout's batch itself), and a control step
+advances all of them with a single ``mujoco.batch.Batch.step`` call per model layout: one
+simulation per sub-env on its own model (``set_models``), ``nstep`` = the family's physics
+substeps per control step, on a persistent thread pool. Latency FIFOs, deadzone,
+observation noise, reward, termination and the stability guard run on the stacked arrays,
+in compiled passes (:mod:`generators.kernels`, the task's own) where numpy would take many
+small calls, and the sub-envs whose episode ended start the next one (theta draw, model,
+initial state) together.
 
 Sub-env ``i`` reproduces a :class:`TaskEnv` reset with seed ``seed + i`` and given the same
 actions bit for bit (same randomness stream, same ``mj_step`` calls from the same states).
@@ -776,7 +778,6 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             self._state = np.zeros((self.num_envs, nstate))
             self._slices = state_slices(model)
             assert self._slices["qvel"].start == self._slices["qpos"].stop  # as resets write
-
         elif nstate != self._nstate:
             raise ValueError(
                 f"family {self.family.name!r}: models differ in state size ({nstate} vs "
