@@ -154,3 +154,29 @@ def start_episodes(
         returns[i] = 0.0
         done[i] = False
         unstable[i] = False
+
+
+@numba.njit(cache=True, nogil=True)
+def take_windows(
+    rows: np.ndarray,
+    chunks: np.ndarray,
+    pos: np.ndarray,
+    width: int,
+    advance: bool,
+    out: np.ndarray,
+) -> bool:
+    """Copy each sub-env ``rows[p]``'s next ``width`` doubles of its chunk (``chunks[i]``
+    from ``pos[i]`` on) into ``out[p]``, and with ``advance`` move ``pos`` past them;
+    ``False``, copying nothing, if some row's chunk has fewer left."""
+    size = chunks.shape[1]
+    for p in range(rows.shape[0]):
+        if pos[rows[p]] + width > size:
+            return False
+    for p in range(rows.shape[0]):
+        i = rows[p]
+        start = pos[i]
+        for j in range(width):
+            out[p, j] = chunks[i, start + j]
+        if advance:
+            pos[i] = start + width
+    return True

@@ -216,7 +216,6 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         # sub-env, of which each reset reads its own number; at most one chunk is open.
         self._reset_buf: np.ndarray | None = None  # (n, _RESET_CHUNK * count) at first use
         self._reset_pos = np.full(n, _CLOSED, dtype=np.int64)  # doubles read of the chunk
-        self._reset_window = np.zeros(0, dtype=np.int64)  # offsets of one reset's doubles
         self._reset_saved: list[dict[str, Any] | None] = [None] * n
         self._model_ids = np.zeros(n, dtype=np.int64)  # id() of each sub-env's model
         self._shared_draw: _Draw | None = None  # the last draw shared by every reset row
@@ -646,20 +645,21 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         size = _RESET_CHUNK * count
         if self._reset_buf is None:
             self._reset_buf = np.zeros((self.num_envs, size))
-            self._reset_window = np.arange(count)
         if one:
             quiet, rows = (None, idx) if draws[0].quiet else (np.zeros(idx.size, bool), idx[:0])
         else:
             quiet = np.array([d.quiet for d in draws])
             rows = idx[quiet]
         pos = self._reset_pos
-        for i in rows[pos[rows] + count > size].tolist():
-            rng = self._rng(i)  # rewound: the chunk starts where the stream is
-            self._reset_saved[i] = rng.bit_generator.state
-            self._reset_buf[i] = rng.random(size)
-            pos[i] = 0
-        ahead = self._reset_buf[rows[:, None], pos[rows, None] + self._reset_window]
         fixed = type(task).initial_state_reads is Task.initial_state_reads
+        ahead = np.empty((rows.size, count))
+        if not kernels.take_windows(rows, self._reset_buf, pos, count, fixed, ahead):
+            for i in rows[pos[rows] + count > size].tolist():
+                rng = self._rng(i)  # rewound: the chunk starts where the stream is
+                self._reset_saved[i] = rng.bit_generator.state
+                self._reset_buf[i] = rng.random(size)
+                pos[i] = 0
+            kernels.take_windows(rows, self._reset_buf, pos, count, fixed, ahead)
         if quiet is None:  # every row drew ahead
             randoms = ahead
         else:
@@ -668,8 +668,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             for p in np.flatnonzero(~quiet).tolist() if fixed else ():
                 randoms[p] = self._rng(int(idx[p])).random(count)
         qpos, qvel = task.initial_state_from_randoms(models, randoms)
-        if fixed:
-            pos[rows] += count
+        if fixed:  # the windows were read whole
             return qpos, qvel
         reads = np.zeros(0, dtype=np.int64)
         if rows.size:
