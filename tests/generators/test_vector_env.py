@@ -661,3 +661,27 @@ def test_a_batch_states_models_are_those_of_its_rows(space: ParamSpace) -> None:
     assert state.models[-1] is venv._models[1] and state.models[:1] == [venv._models[3]]
     assert venv._models[3] is not venv._models[1]
     venv.close()
+
+
+def test_step_infos_kept_by_a_consumer_stay_as_they_were(family: Family, space: ParamSpace) -> None:
+    """A step's info arrays are shared between steps until a draw changes them: read-only,
+    so a consumer that keeps one (RLlib keeps infos per episode) sees the thetas of its own
+    step after later episodes drew new ones."""
+    venv = BatchedVectorEnv(family, 4, distribution=TaskDistribution.uniform(space, "coarse"))
+    venv.reset(seed=0)
+    zeros = np.zeros((4, family.task.action_space.shape[0]))
+    *_, first = venv.step(zeros)
+    kept = {name: first["theta"][name].copy() for name in space.names}
+    assert not first["theta"][space.names[0]].flags.writeable
+    assert not first["fidelity"].flags.writeable
+    ended = np.zeros(4, dtype=bool)
+    for _ in range(300):  # the pole falls with zero force: every sub-env starts new episodes
+        *_, term, trunc, infos = venv.step(zeros)
+        ended |= term | trunc
+    assert ended.all()
+    for name in space.names:
+        np.testing.assert_array_equal(first["theta"][name], kept[name])
+    now = np.stack([infos["theta"][name] for name in space.names])
+    assert not np.array_equal(now, np.stack(list(kept.values())))
+    np.testing.assert_array_equal(now.T, np.stack([list(e.theta.values()) for e in venv.envs]))
+    venv.close()
