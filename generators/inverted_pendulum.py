@@ -20,10 +20,10 @@ import math
 from collections.abc import Mapping
 
 import mujoco
-import numba
 import numpy as np
 from gymnasium import spaces
 
+from generators import kernels
 from generators.families import Fidelity, SpecFamily, register_family
 from generators.modifiers import (
     ScaleActuatorGear,
@@ -236,7 +236,7 @@ class InvertedPendulumTask(UniformResetNoise, Task):
         return np.where(terminated, 0.0, 1.0)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernels.compiled(f"void({kernels.F2}, {kernels.F2}, float64, {kernels.B1})")
 def _ended(qpos: np.ndarray, qvel: np.ndarray, max_angle: float, out: np.ndarray) -> None:
     """Mark in ``out`` the rows with a non-finite ``qpos`` or ``qvel`` entry (v5 checks its
     observation) or a pole past ``max_angle`` (compiled; the one code of both paths)."""

@@ -6,17 +6,38 @@ few rows it touches. These kernels do in one pass over the rows what took severa
 the actions' sanitizing, latency FIFOs and deadzone, the stability guard's state check, a
 step's flags and returns, and the state rows of new episodes.
 They compute exactly what the numpy code they replace computed (the same IEEE operations in
-the same order), so trajectories are unchanged bit for bit. Compiled on first use and cached
-next to this file (``cache=True``).
+the same order), so trajectories are unchanged bit for bit.
+
+Each kernel is compiled at import for fixed signatures (:func:`compiled`) and cached next to
+its module: compiling on first use would specialize on the arrays' layouts and dtypes, and
+stall a timed step whenever a new combination first appeared (a float32 action batch from
+RLlib, a single-row reset whose column slice happens to be contiguous).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numba
 import numpy as np
 
+F1, F2, F3 = "float64[:]", "float64[:, :]", "float64[:, :, :]"
+"""Signature types of float64 arrays of 1-3 dims, any layout."""
+I1, B1 = "int64[:]", "boolean[:]"
+"""Signature types of int64 and bool vectors, any layout."""
 
-@numba.njit(cache=True, nogil=True)
+
+def compiled(*signatures: str) -> Callable[[Callable[..., Any]], Any]:
+    """``numba.njit`` for exactly ``signatures`` (compiled at import, cached, GIL released);
+    a call with other dtypes raises ``TypeError`` instead of compiling."""
+    return numba.njit(list(signatures), cache=True, nogil=True)
+
+
+_CONTROLS = f"{F1}, {F1}, {F3}, {I1}, {I1}, {F1}, {F1}, {F2}, {F2}"
+
+
+@compiled(f"void(float64[:], {_CONTROLS})", f"void(float32[:], {_CONTROLS})")
 def controls(
     raw: np.ndarray,
     low: np.ndarray,
@@ -66,7 +87,7 @@ def controls(
             ctrl[i, j] = a
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled(f"boolean({F2}, {F2}, float64, {B1})")
 def unsound_rows(qpos: np.ndarray, qvel: np.ndarray, max_speed: float, out: np.ndarray) -> bool:
     """Mark in ``out`` ``(n,)`` the rows with a non-finite position or a joint speed above
     ``max_speed`` (a NaN speed included); return whether any row is marked."""
@@ -82,7 +103,7 @@ def unsound_rows(qpos: np.ndarray, qvel: np.ndarray, max_speed: float, out: np.n
     return found
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled(f"int64({B1}, {B1}, {B1}, {B1}, {F1}, {I1}, int64, {F1}, {B1}, {B1})")
 def finish_step(
     resetting: np.ndarray,
     unstable: np.ndarray,
@@ -123,7 +144,7 @@ def finish_step(
     return count
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled(f"void({I1}, {F2}, {F2}, int64, {F2}, {F2}, {I1}, {F1}, {B1}, {B1})")
 def start_episodes(
     idx: np.ndarray,
     state: np.ndarray,
@@ -156,7 +177,7 @@ def start_episodes(
         unstable[i] = False
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled(f"boolean({I1}, {F2}, {I1}, int64, boolean, {F2})")
 def take_windows(
     rows: np.ndarray,
     chunks: np.ndarray,

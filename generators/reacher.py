@@ -22,10 +22,10 @@ import math
 from collections.abc import Mapping, Sequence
 
 import mujoco
-import numba
 import numpy as np
 from gymnasium import spaces
 
+from generators import kernels
 from generators.families import Fidelity, SpecFamily, register_family
 from generators.modifiers import (
     Combined,
@@ -327,7 +327,7 @@ def _first_goal(randoms: np.ndarray, nq: int) -> np.ndarray:
     return np.where(inside.any(axis=1), inside.argmax(axis=1), -1)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernels.compiled(f"void({', '.join([kernels.F2] * 5)}, {kernels.F1})")
 def _arm_outputs(
     constants: np.ndarray,
     qpos: np.ndarray,

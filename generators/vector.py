@@ -118,7 +118,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         nthread: Physics threads, the calling thread included (default
             :func:`default_nthread`); 1 steps on the calling thread alone.
         cost_smoothing: Weight of the newest measurement in the exponentially smoothed cost
-            per fidelity (:attr:`cost_s_per_step`).
+            per fidelity (:attr:`cost_s_per_step`). A fidelity's first step is not timed:
+            it carries one-off work (compiling the kernels, building the batch).
 
     Attributes:
         family: The family.
@@ -236,7 +237,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self._batched: dict[str, bool] | None = None  # decided at the first reset
         self._batched_methods: dict[str, Any] = {}  # the task's batched methods that answer
         self._live_data = True
-        # Measured cost per fidelity: smoothed seconds per env step and steps measured.
+        # Measured cost per fidelity: smoothed seconds per env step (value, bias-correction
+        # weight) and the sub-env steps counted.
         self._cost_smoothing = float(cost_smoothing)
         self._cost: dict[str, list[float]] = {}
         self.unstable_episodes = 0
@@ -323,9 +325,12 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         return self.cost(self.fidelity)
 
     def cost(self, fidelity: str) -> float:
-        """Measured, exponentially smoothed seconds per env step at ``fidelity`` (or ``nan``)."""
+        """Measured, exponentially smoothed seconds per env step at ``fidelity``.
+
+        ``nan`` until the fidelity has stepped twice (its first step is not timed).
+        """
         entry = self._cost.get(fidelity)
-        if entry is None:
+        if entry is None or not entry[1]:
             return math.nan
         value, weight, _ = entry
         return float(value / weight)
@@ -334,18 +339,21 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         """Plain data for a scheduler: ``{fidelity: {"s_per_step", "env_steps"}}``.
 
         ``s_per_step`` is the wall time of :meth:`step` (physics, bookkeeping, autoresets)
-        per sub-env step, exponentially smoothed over steps; ``env_steps`` counts the
-        sub-env steps measured.
+        per sub-env step, exponentially smoothed over steps after the fidelity's first
+        (``nan`` before); ``env_steps`` counts every sub-env step at the fidelity.
         """
         return {
-            fid: {"s_per_step": float(value / weight), "env_steps": float(steps)}
-            for fid, (value, weight, steps) in self._cost.items()
+            fid: {"s_per_step": self.cost(fid), "env_steps": float(entry[2])}
+            for fid, entry in self._cost.items()
         }
 
     def _record_cost(self, fidelity: str, seconds_per_step: float, steps: int) -> None:
+        entry = self._cost.get(fidelity)
+        if entry is None:  # the first step: counted, not timed (one-off work lands in it)
+            self._cost[fidelity] = [0.0, 0.0, steps]
+            return
         # Bias-corrected exponential average: weight tracks 1 - (1 - alpha)^k.
         alpha = self._cost_smoothing
-        entry = self._cost.setdefault(fidelity, [0.0, 0.0, 0])
         entry[0] = (1.0 - alpha) * entry[0] + alpha * seconds_per_step
         entry[1] = (1.0 - alpha) * entry[1] + alpha
         entry[2] += steps

@@ -358,6 +358,8 @@ class RLlibLearner:
         totals: dict[str, list[float]] = {}
         for costs in self._env_costs():
             for fidelity, c in costs.items():
+                if math.isnan(c["s_per_step"]):  # stepped once: not timed yet
+                    continue
                 acc = totals.setdefault(fidelity, [0.0, 0.0])
                 acc[0] += c["s_per_step"] * c["env_steps"]
                 acc[1] += c["env_steps"]
