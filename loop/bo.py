@@ -22,8 +22,11 @@ randomization there. So each box is narrow (half-width `radius` around its
 point) only in the `controller.focus_dims` dimensions the GP finds most relevant (inverse
 ARD length scales, `MultiFidelityBO.relevance`; ties go to the lower index) and spans
 ``[0, 1]`` in all others: the mixture concentrates where the signal varies and keeps the
-uniform marginal everywhere else. The initial design (no GP yet) uses boxes narrow in
-every dimension, as does ``focus_dims: null`` (or a value >= the space's dimension) always.
+uniform marginal everywhere else. Before any ranking exists (the initial design) each box
+is narrow in its own `focus_dims` dimensions, dealt from a permutation of them drawn from
+the seed, so the first iteration too trains on the uniform marginal almost everywhere and
+its observations vary as many dimensions as the boxes can. ``focus_dims: null`` (or a value
+>= the space's dimension) keeps boxes narrow in every dimension.
 
 With `controller.relevance: returns` the ranking comes instead from a GP of the latest
 training episodes' returns on (theta, fidelity): up to 256 episodes, each iteration's mean
@@ -133,6 +136,20 @@ class BOController(Controller):
         order = sorted(range(d), key=lambda i: (-score[i], i))
         return sorted(order[:k]), relevance
 
+    def _focus_count(self) -> int:
+        """How many dims a box is narrow in: `controller.focus_dims`, clamped to the space."""
+        k = self.config.focus_dims
+        return self.space.dim if k is None else min(k, self.space.dim)
+
+    def _dealt_dims(self, n: int) -> list[list[int]]:
+        """Narrow dims of ``n`` boxes without a relevance ranking: consecutive
+        `controller.focus_dims`-sized hands (ascending) of a permutation of the dims drawn
+        from the seed, cycling through it when the boxes need more dims than there are."""
+        k = self._focus_count()
+        order = np.random.default_rng(self.bo.seed).permutation(self.space.dim).tolist()
+        cycle = order * (n * k // len(order) + 1)
+        return [sorted(set(cycle[j * k : (j + 1) * k])) for j in range(n)]
+
     def return_relevance(self) -> np.ndarray | None:
         """Per theta dimension, the main effect (`surrogates.main_effects`) of a GP of the
         latest training episodes' returns (centred per iteration) on theta and fidelity, at
@@ -167,10 +184,13 @@ class BOController(Controller):
         t0 = time.perf_counter()
         dims, relevance = self.focus()
         relevance_s = time.perf_counter() - t0
+        box_dims = [dims] * len(points)
+        if relevance is None and len(dims) > self._focus_count():
+            box_dims = self._dealt_dims(len(points))
         explore = self.explore_share()
         weight = (1.0 - explore) / len(points)
         proposals = []
-        for x, k in points:
+        for (x, k), dims in zip(points, box_dims, strict=True):
             low = np.zeros_like(x)
             high = np.ones_like(x)
             low[dims] = np.clip(x[dims] - cfg.radius, 0.0, 1.0)
@@ -195,12 +215,14 @@ class BOController(Controller):
                     explore=True,
                 )
             )
+        focus = sorted({i for dims in box_dims for i in dims})
         self.diagnostics = _plain(
             {
                 **self.bo.diagnostics,
                 "relevance": None if relevance is None else relevance.tolist(),
-                "focus_dims": dims,
-                "focus_params": [self.space.names[i] for i in dims],
+                "focus_dims": focus,
+                "focus_params": [self.space.names[i] for i in focus],
+                "box_dims": box_dims,
                 "relevance_source": cfg.relevance,
                 "relevance_s": relevance_s,
                 "explore_share": explore,

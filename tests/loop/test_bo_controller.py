@@ -62,17 +62,27 @@ def test_proposals_are_boxes_around_points_plus_uniform_exploration() -> None:
     points = [p for p in proposals if not p.explore]
     explore = [p for p in proposals if p.explore]
     assert len(points) == 4 and len(explore) == 1
-    for p in points:
-        u = np.asarray(p.point)
-        assert np.allclose(p.low, np.clip(u - 0.1, 0, 1))
-        assert np.allclose(p.high, np.clip(u + 0.1, 0, 1))
+    # No ranking yet: each initial box is narrow in its own 2 dims (focus_dims), the hands
+    # dealt from a permutation, so 4 boxes vary 8 different dims; the rest are uniform.
+    assert ctrl.diagnostics["relevance"] is None
+    hands = ctrl.diagnostics["box_dims"]
+    assert [len(h) for h in hands] == [2] * 4 and len({i for h in hands for i in h}) == 8
+    assert ctrl.diagnostics["focus_dims"] == sorted(i for h in hands for i in h)
+    for p, hand in zip(points, hands, strict=True):
+        u, low, high = np.asarray(p.point), np.asarray(p.low), np.asarray(p.high)
+        assert np.allclose(low[hand], np.clip(u[hand] - 0.1, 0, 1))
+        assert np.allclose(high[hand], np.clip(u[hand] + 0.1, 0, 1))
+        others = [i for i in range(SPACE.dim) if i not in hand]
+        assert np.all(low[others] == 0.0) and np.all(high[others] == 1.0)
         assert p.weight == pytest.approx(0.2)
     assert explore[0].fidelity == "fine" and explore[0].weight == pytest.approx(0.2)
     assert {p.fidelity for p in points} == {"coarse", "fine"}  # the initial design spans both
     assert sum(share for _, share in to_task_distributions(proposals)) == pytest.approx(1.0)
-    # No GP yet: the initial design's boxes are narrow in every dim.
-    assert ctrl.diagnostics["relevance"] is None
-    assert ctrl.diagnostics["focus_dims"] == list(range(SPACE.dim))
+    # Drawn from the seed: another seed deals other hands, the same seed the same ones.
+    assert make(q=4, radius=0.1, seed=0).propose([]) == proposals
+    other = make(q=4, radius=0.1, seed=1)
+    other.propose([])
+    assert other.diagnostics["box_dims"] != hands
 
 
 def test_exploration_share_rises_to_explore_final_with_the_budget_spent() -> None:
