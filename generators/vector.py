@@ -119,7 +119,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             :func:`default_nthread`); 1 steps on the calling thread alone.
         cost_smoothing: Weight of the newest measurement in the exponentially smoothed cost
             per fidelity (:attr:`cost_s_per_step`). A fidelity's first step is not timed:
-            it carries one-off work (compiling the kernels, building the batch).
+            it carries one-off work (the batch's first call, first-touch memory).
 
     Attributes:
         family: The family.

@@ -23,8 +23,8 @@ point) only in the `controller.focus_dims` dimensions the GP finds most relevant
 ARD length scales, `MultiFidelityBO.relevance`; ties go to the lower index) and spans
 ``[0, 1]`` in all others: the mixture concentrates where the signal varies and keeps the
 uniform marginal everywhere else. Before any ranking exists (the initial design) each box
-is narrow in its own `focus_dims` dimensions, dealt from a permutation of them drawn from
-the seed, so the first iteration too trains on the uniform marginal almost everywhere and
+is narrow in its own `focus_dims` dimensions, dealt from a permutation of all dimensions
+drawn from the seed, so the first iteration too trains on the uniform marginal almost everywhere and
 its observations vary as many dimensions as the boxes can. ``focus_dims: null`` (or a value
 >= the space's dimension) keeps boxes narrow in every dimension.
 
@@ -78,7 +78,8 @@ class BOController(Controller):
 
     `diagnostics` holds the optimizer's (`MultiFidelityBO.diagnostics`) plus
     ``relevance`` (per parameter, None before the GP exists), ``focus_dims`` (indices of
-    the parameters the boxes are narrow in, ascending) and ``focus_params`` (their names).
+    the parameters the boxes are narrow in, ascending), ``focus_params`` (their names) and
+    ``box_dims`` (each box's narrow dims: one hand per box in the initial design).
     """
 
     def __init__(
@@ -190,11 +191,11 @@ class BOController(Controller):
         explore = self.explore_share()
         weight = (1.0 - explore) / len(points)
         proposals = []
-        for (x, k), dims in zip(points, box_dims, strict=True):
+        for (x, k), narrow in zip(points, box_dims, strict=True):
             low = np.zeros_like(x)
             high = np.ones_like(x)
-            low[dims] = np.clip(x[dims] - cfg.radius, 0.0, 1.0)
-            high[dims] = np.clip(x[dims] + cfg.radius, 0.0, 1.0)
+            low[narrow] = np.clip(x[narrow] - cfg.radius, 0.0, 1.0)
+            high[narrow] = np.clip(x[narrow] + cfg.radius, 0.0, 1.0)
             proposals.append(
                 Proposal(
                     tuple(float(v) for v in low),
@@ -215,7 +216,7 @@ class BOController(Controller):
                     explore=True,
                 )
             )
-        focus = sorted({i for dims in box_dims for i in dims})
+        focus = sorted({i for narrow in box_dims for i in narrow})
         self.diagnostics = _plain(
             {
                 **self.bo.diagnostics,
