@@ -22,8 +22,9 @@ commands:
                                 (e.g. controller.method=nominal budget.iterations=3 seed=1)
   resume RUN_DIR [key=value ...]  continue a killed or finished run from its last complete
                                 iteration (overrides may extend budgets, e.g. budget.iterations=10)
-  eval RUN_DIR [key=value ...]  evaluate the run's latest policy on the reality proxy
-                                (e.g. reality.episodes=50 reality.params.pole_mass=2.0)
+  eval RUN_DIR [key=value ...]  evaluate the run's deployed policy on the reality proxy
+                                (e.g. reality.episodes=50 reality.params.pole_mass=2.0;
+                                eval.deploy=last: its latest iterate instead)
   compare CONFIG [key=value ...]  run every compare.methods x compare.seeds (default: nominal
                                 and udr, seeds 0 1 2) under run.dir; reuses finished runs,
                                 resumes interrupted ones; prints a table, writes compare.json
@@ -60,10 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("overrides", nargs="*", help="OmegaConf dotlist overrides key=value")
     ev = sub.add_parser(
         "eval",
-        help="evaluate a run's latest policy on the reality proxy",
-        description="Evaluate the latest checkpointed policy of RUN_DIR on the reality proxy "
-        "(no Ray needed unless the oracle for a changed reality config must be trained); "
-        "prints real return and transfer ratio and writes RUN_DIR/eval.json.",
+        help="evaluate a run's deployed policy on the reality proxy",
+        description="Evaluate the policy RUN_DIR deployed at its latest checkpoint (with "
+        "eval.deploy=last: the latest iterate) on the reality proxy (no Ray needed unless the "
+        "oracle for a changed reality config must be trained); prints real return and "
+        "transfer ratio and writes RUN_DIR/eval.json.",
     )
     ev.add_argument("run_dir", help="a run directory written by `run`")
     ev.add_argument("overrides", nargs="*", help="OmegaConf dotlist overrides key=value")
@@ -137,7 +139,7 @@ def _eval(cfg: Config) -> int:
 
     from evaluators import OracleCache, normalized_transfer_ratio, oracle_key, transfer_ratio
     from learners import MLPPolicy
-    from loop.checkpoint import Checkpoints
+    from loop.checkpoint import Checkpoints, load_state
     from loop.journal import jsonable
     from loop.runner import (
         evaluate_real,
@@ -153,7 +155,14 @@ def _eval(cfg: Config) -> int:
     if latest is None:
         console.print(f"{run_dir} has no checkpoint yet")
         return 1
-    policy = MLPPolicy.load(latest / "deploy_policy.pt")  # what the run deployed
+    # `eval.deploy` picks the iterate: the one the run deployed, or the latest (which a
+    # `best` run may not have deployed; comparing the two separates learning from selection).
+    state = load_state(latest / "state.pt")
+    if cfg.eval.deploy == "last":
+        policy_file, iteration = "policy.pt", int(state["record"]["iteration"])
+    else:
+        policy_file, iteration = "deploy_policy.pt", int(state["loop"]["deployed"]["iteration"])
+    policy = MLPPolicy.load(latest / policy_file)
     stats = evaluate_real(policy, cfg, cfg.reality.episodes)
     floor = floor_return(cfg)
     if cfg.oracle.reference_return is not None:
@@ -166,6 +175,8 @@ def _eval(cfg: Config) -> int:
         oracle_return = record.real_return
     result = {
         "checkpoint": latest.name,
+        "deploy": cfg.eval.deploy,
+        "iteration": iteration,
         "reality": cfg.reality.env,
         "reality_params": dict(cfg.reality.params),
         "real_return": stats.mean,
@@ -185,8 +196,9 @@ def _eval(cfg: Config) -> int:
     norm_text = "n/a" if normalized is None else f"{normalized:.3f}"
     (run_dir / "eval.json").write_text(json.dumps(jsonable(result), indent=2))
     console.print(
-        f"[bold]normalized transfer ratio: {norm_text}[/] (real "
-        f"return {stats.mean:.1f} ± {stats.stderr:.1f} over {stats.episodes} episodes, oracle "
+        f"[bold]normalized transfer ratio: {norm_text}[/] (iteration {iteration}'s policy, "
+        f"eval.deploy={cfg.eval.deploy}: real return {stats.mean:.1f} ± {stats.stderr:.1f} "
+        f"over {stats.episodes} episodes, oracle "
         f"{oracle_return:.1f}, do-nothing {floor:.1f}); written to {run_dir / 'eval.json'}"
     )
     return 0

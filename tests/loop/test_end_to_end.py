@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,10 @@ import numpy as np
 import pytest
 
 import generators
+from learners import MLPPolicy
 from loop.checkpoint import Checkpoints, load_state
+from loop.config import load_config
+from loop.runner import evaluate_real
 
 pytestmark = pytest.mark.slow
 
@@ -108,12 +112,29 @@ def test_run_writes_the_run_directory_contract(tmp_path: Path) -> None:
     assert not missing, missing
     assert list((run_dir / "wandb").glob("offline-run-*/files/media/images/regions/map_*.png"))
 
-    # eval: the latest policy on the reality proxy, oracle from the cache, no retraining.
+    # eval: the deployed policy on the reality proxy, oracle from the cache, no retraining.
     ev = cli("eval", str(run_dir), "reality.episodes=3")
     assert ev.returncode == 0, ev.stderr[-3000:]
     result = json.loads((run_dir / "eval.json").read_text())
     assert result["real_episodes"] == 3
     assert result["oracle_return"] == summary["oracle_return"]
+    assert result["iteration"] == summary["deployed_iteration"]
+    # eval.deploy=last evaluates the latest iterate instead, which `best` need not have
+    # deployed: in a copy whose deployed policy is the previous iterate, each mode scores its own.
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    kept = sorted((copy / "checkpoints").glob("iter-*"))
+    shutil.copy(kept[-2] / "policy.pt", kept[-1] / "deploy_policy.pt")
+    assert (kept[-2] / "policy.pt").read_bytes() != (kept[-1] / "policy.pt").read_bytes()
+    cfg, _ = load_config(copy / "config.yaml", [f"run.dir={copy}", "reality.episodes=3"])
+    for deploy, policy in [("best", kept[-2] / "policy.pt"), ("last", kept[-1] / "policy.pt")]:
+        proc = cli("eval", str(copy), "reality.episodes=3", f"eval.deploy={deploy}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        result = json.loads((copy / "eval.json").read_text())
+        assert result["deploy"] == deploy
+        expected = evaluate_real(MLPPolicy.load(policy), cfg, 3).mean
+        assert result["real_return"] == pytest.approx(expected)
+    assert result["iteration"] == summary["iterations"] - 1
 
     # A second run with the same reality config reuses the cached oracle.
     again = cli("run", *args, f"run.dir={tmp_path / 'run2'}", "budget.iterations=1")
