@@ -159,9 +159,10 @@ def _eval(cfg: Config) -> int:
     # `best` run may not have deployed; comparing the two separates learning from selection).
     state = load_state(latest / "state.pt")
     if cfg.eval.deploy == "last":
-        policy_file, iteration = "policy.pt", int(state["record"]["iteration"])
+        policy_file, iteration = "policy.pt", state["record"]["iteration"]
     else:
-        policy_file, iteration = "deploy_policy.pt", int(state["loop"]["deployed"]["iteration"])
+        policy_file = "deploy_policy.pt"
+        iteration = (state["loop"].get("deployed") or state["record"])["iteration"]
     policy = MLPPolicy.load(latest / policy_file)
     stats = evaluate_real(policy, cfg, cfg.reality.episodes)
     floor = floor_return(cfg)
