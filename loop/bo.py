@@ -255,9 +255,15 @@ class BOController(Controller):
             points,
             [self.fidelities.index(f) for f in fids],
             values,
-            [self._last_cost.get(f, 1.0) for f in fids],
+            [self._cost(f) for f in fids],
             unstable=unstable,
         )
+
+    def _cost(self, fidelity: str) -> float:
+        """Seconds per env step the cost model sees: `controller.costs`, else measured."""
+        if self.config.costs is not None:
+            return float(self.config.costs[fidelity])
+        return self._last_cost.get(fidelity, 1.0)
 
     def _keep_returns(self, episodes: Sequence[Mapping[str, Any]]) -> None:
         """Add this iteration's stable episodes (return minus their mean, in finish order)

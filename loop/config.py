@@ -5,6 +5,7 @@ Everything here runs before Ray starts, so a bad config costs seconds and names 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,11 @@ class ControllerConfig:
     iteration's training episodes (more observations per iteration, exploration included)."""
     episode_points: int = 12
     """With `signal: local`, training-episode thetas per iteration `bo` also observes."""
+    costs: dict[str, float] | None = None
+    """Seconds per env step per fidelity (every one in `fidelities`) for `bo`'s cost model
+    instead of the measured ones. The measured costs vary with the host's load and with
+    them the proposals, so a run repeats only with fixed costs; null: measured. Budgets in
+    seconds still use the measured costs."""
     relevance: str = "signal"
     """What ranks the dimensions for `focus_dims`. `signal`: the learning-signal GP's ARD
     relevance (fitted to a few observations per iteration). `returns`: the main effects of a
@@ -354,6 +360,16 @@ def check_controller(c: ControllerConfig, family_fidelities: Sequence[str]) -> N
     if c.relevance not in RELEVANCES:
         known = ", ".join(RELEVANCES)
         raise ConfigError("controller.relevance", f"unknown {c.relevance!r} (known: {known})")
+    if c.costs is not None:
+        if set(c.costs) != set(c.fidelities):
+            raise ConfigError(
+                "controller.costs",
+                f"needs exactly the fidelities {', '.join(c.fidelities)} (got "
+                f"{', '.join(c.costs) or 'none'})",
+            )
+        for fid, cost in c.costs.items():
+            if not (math.isfinite(cost) and cost > 0):
+                raise ConfigError(f"controller.costs.{fid}", f"must be > 0 (got {cost})")
 
 
 def _field_error(key: str, exc: ValueError) -> ConfigError:

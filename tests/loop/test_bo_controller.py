@@ -37,7 +37,7 @@ def make(seed: int = 0, space: ParamSpace = SPACE, **kw) -> object:
     return make_controller("bo", space, "fine", seed, cfg)
 
 
-def feed(ctrl, rounds: int, fn=signal) -> list[list]:
+def feed(ctrl, rounds: int, fn=signal, coarse_s: float = 1e-4) -> list[list]:
     batches = []
     for _ in range(rounds):
         proposals = ctrl.propose([])
@@ -48,7 +48,7 @@ def feed(ctrl, rounds: int, fn=signal) -> list[list]:
                     p,
                     fn(p.point, p.fidelity) if p.point else 0.0,
                     1.0,
-                    s_per_step=1e-4 if p.fidelity == "coarse" else 4e-4,
+                    s_per_step=coarse_s if p.fidelity == "coarse" else 4e-4,
                 )
                 for p in proposals
             ]
@@ -139,6 +139,18 @@ def test_focus_dims_null_or_too_large_keeps_boxes_narrow_in_every_dim() -> None:
     # Focusing changes the boxes, not the points the GP chose.
     assert [p.point for p in batches[2]] == [p.point for p in batches[None]]
     assert batches[2] != batches[None]
+
+
+def test_fixed_costs_make_proposals_independent_of_the_measured_costs() -> None:
+    # The same seed and signal; only the measured coarse cost differs (a loaded host).
+    def run(coarse_s: float, **kw) -> list[tuple]:
+        batches = feed(make(seed=3, **kw), 3, coarse_s=coarse_s)
+        return [(p.point, p.fidelity) for batch in batches for p in batch]
+
+    measured = [run(c) for c in (1e-5, 4e-3)]
+    assert measured[0] != measured[1]  # the cost model reads the clock
+    fixed = {"coarse": 1e-4, "fine": 4e-4}
+    assert run(1e-5, costs=fixed) == run(4e-3, costs=fixed)
 
 
 def test_spent_fidelities_are_not_proposed() -> None:

@@ -57,6 +57,11 @@ BAD = [
     (["controller.signal=slope"], "controller.signal"),
     (["controller.episode_points=-1"], "controller.episode_points"),
     (["controller.relevance=ard"], "controller.relevance"),
+    (["controller.method=bo", "controller.costs.fine=3e-5"], "controller.costs"),
+    (
+        ["controller.method=bo", "controller.costs.coarse=0", "controller.costs.fine=3e-5"],
+        "controller.costs.coarse",
+    ),
     (["oracle.checkpoints=0"], "oracle.checkpoints"),
     (["compare.baseline=bo"], "compare.baseline"),  # not among compare.methods
     (["compare.seeds=[0,1,0]"], "compare.seeds"),
