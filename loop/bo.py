@@ -8,7 +8,8 @@ fidelity (`controller.explore_share`; with `controller.explore_final` it rises a
 is spent, so that the curriculum ends on uniform domain randomization over the space, as
 self-paced curricula end on their target distribution). What it observes per proposal is
 the absolute learning progress there (`loop.controllers.learning_progress`, normalized by
-the loop), the measured seconds per env step at that fidelity, and whether the simulation
+the loop), the measured seconds per env step at that fidelity (or `controller.costs`, fixed
+ones, so that a run repeats whatever the host's load), and whether the simulation
 went unstable there (the feasibility model steers proposals away from such regions). With
 `controller.signal: local` it observes instead the change of return between this
 iteration's and the previous one's training episodes nearest a point
