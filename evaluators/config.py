@@ -20,12 +20,9 @@ class EvalConfig:
     """Fidelity of the per-region evaluation."""
     real_every: int = 1
     """Evaluate on the reality proxy every this many iterations (and always at the end)."""
-    deploy: str = "last"
-    """Policy sent to the reality proxy: `last` (the latest iterate) or `best` (highest mean
-    region return on sim so far, a validation choice that uses no real data). `last` is the
-    default: on the benchmarks the sim regions' return does not predict the proxy's from one
-    iterate to the next, and `best` then keeps an early iterate over a later, more robust one
-    (BENCHMARKS.md)."""
+    deploy: str = "best"
+    """Policy sent to the reality proxy: `best` (highest mean region return on sim so far, a
+    validation choice that uses no real data) or `last` (the latest iterate)."""
 
     def validate(self) -> None:
         """Raise `ValueError("<field>: reason")` on values that cannot work."""
