@@ -201,6 +201,12 @@ def evaluate_real(policy: Any, cfg: Config, episodes: int) -> EpisodeStats:
             env.close()
 
 
+def replaces_deployed(rule: str, deployed: dict[str, float] | None, region_return: float) -> bool:
+    """Whether a new iterate with mean region return `region_return` becomes the deployed
+    policy: always under `last`; under `best` when it is at least the deployed one's."""
+    return rule == "last" or deployed is None or region_return >= deployed["return"]
+
+
 def floor_return(cfg: Config) -> float:
     """Real-proxy return of the do-nothing policy: the 0 of the normalized transfer ratio.
 
@@ -501,9 +507,8 @@ class Loop:
         return gap if gap > 1e-9 else 1.0
 
     def _select_deployment(self, k: int, policy: Any, region_return: float) -> None:
-        """Keep the policy to deploy: the latest, or the best on the sim regions so far."""
-        best = self.state.deployed
-        if self.cfg.eval.deploy == "last" or best is None or region_return >= best["return"]:
+        """Keep the policy to deploy (`eval.deploy`)."""
+        if replaces_deployed(self.cfg.eval.deploy, self.state.deployed, region_return):
             self.state.deployed = {"iteration": k, "return": region_return}
             self.deploy_policy = policy
 
