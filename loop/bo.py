@@ -9,7 +9,8 @@ is spent, so that the curriculum ends on uniform domain randomization over the s
 self-paced curricula end on their target distribution). What it observes per proposal is
 the absolute learning progress there (`loop.controllers.learning_progress`, normalized by
 the loop), the measured seconds per env step at that fidelity (or `controller.costs`, fixed
-ones, so that a run repeats whatever the host's load), and whether the simulation
+ones, so that a run repeats whatever the host's load; a cheaper fidelity that costs no less
+than the target is not proposed, `MultiFidelityBO.dominated`), and whether the simulation
 went unstable there (the feasibility model steers proposals away from such regions). With
 `controller.signal: local` it observes instead the change of return between this
 iteration's and the previous one's training episodes nearest a point
@@ -101,7 +102,10 @@ class BOController(Controller):
             drift=config.drift,
             use_feasibility=config.feasibility,
         )
-        self.bo = MultiFidelityBO(space.dim, self.fidelities, seed=seed, settings=settings)
+        prior = None if config.costs is None else [config.costs[f] for f in self.fidelities]
+        self.bo = MultiFidelityBO(
+            space.dim, self.fidelities, seed=seed, settings=settings, cost_prior=prior
+        )
         self._last_cost: dict[str, float] = {}
         self._previous: list[dict[str, Any]] = []  # last iteration's episodes (signal: local)
         self._returns: list[dict[str, Any]] = []  # latest episodes (relevance: returns)

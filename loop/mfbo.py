@@ -425,6 +425,7 @@ class MultiFidelityBO:
             ``acq_values_by_fidelity`` (per slot, the best value found at each fidelity),
             ``info_gain_per_cost`` (MES: information gain about the max value per unit cost,
             per slot; None where not MES), ``cost_model`` (``fixed_cost``, ``slope``),
+            ``dominated`` (fidelities skipped as no cheaper than the target, `dominated`),
             ``feasibility`` (whether P(stable) weighted the acquisition), ``fit_s``,
             ``propose_s``, ``n_obs`` and ``rounds_without_target``.
         model: the GP fitted by the last `propose` (None before the first fit).
@@ -572,8 +573,8 @@ class MultiFidelityBO:
     def num_observations(self) -> int:
         return len(self.obs.y)
 
-    def cost_model(self) -> tuple[float, float]:
-        """``(fixed_cost, slope)`` of the affine cost model fitted to the measured costs."""
+    def _cost_estimates(self) -> tuple[list[float | None], list[float]]:
+        """Per fidelity, the mean measured cost (else the prior, else None) and its weight."""
         means: list[float | None] = []
         counts: list[float] = []
         for k in range(self.num_fidelities):
@@ -587,7 +588,28 @@ class MultiFidelityBO:
             else:
                 means.append(None)
                 counts.append(0.0)
+        return means, counts
+
+    def cost_model(self) -> tuple[float, float]:
+        """``(fixed_cost, slope)`` of the affine cost model fitted to the measured costs."""
+        means, counts = self._cost_estimates()
         return fit_affine_cost(self.fidelity_values, means, counts)
+
+    def dominated(self) -> list[int]:
+        """Lower fidelities whose estimated cost is at least the target's (ascending).
+
+        Such a fidelity tells less about the target than the target itself does and saves
+        nothing, so proposals skip it. The affine cost model cannot say this: its slope is
+        clamped at zero, which makes such a fidelity exactly as cheap as the target. A
+        fidelity without a cost estimate, or a target without one, dominates nothing. With
+        measured costs a skipped fidelity is not measured again; it comes back when the
+        target's mean cost rises above its own.
+        """
+        means, _ = self._cost_estimates()
+        top = means[-1]
+        if top is None:
+            return []
+        return [k for k, c in enumerate(means[:-1]) if c is not None and c >= top]
 
     # ---------------------------------------------------------------- propose
     def propose(
@@ -641,8 +663,9 @@ class MultiFidelityBO:
             q=1,
             seed=seed,
         ).squeeze(1)
-        k = self.num_fidelities
-        fids = [(k - 1 - i) % k for i in range(q)]  # the target first, then cheaper ones
+        dominated = self.dominated()
+        usable = [k for k in reversed(range(self.num_fidelities)) if k not in dominated]
+        fids = [usable[i % len(usable)] for i in range(q)]  # the target first, then cheaper ones
         self.diagnostics = {
             "acquisition": "sobol",
             "fallback": "initial_design",
@@ -652,6 +675,7 @@ class MultiFidelityBO:
             "acq_values_by_fidelity": [],
             "info_gain_per_cost": [],
             "fit_s": 0.0,
+            "dominated": dominated,
         }
         return [(pts[i].numpy().copy(), fids[i]) for i in range(q)]
 
@@ -820,7 +844,8 @@ class MultiFidelityBO:
             and self.rounds_without_target + 1 >= s.stuck_rounds
             and (budget_remaining is None or budget_remaining >= top_cost)
         )
-        all_fids = list(range(self.num_fidelities))
+        dominated = self.dominated()
+        all_fids = [k for k in range(self.num_fidelities) if k not in dominated]
         pending: list[Tensor] = []
         chosen: list[tuple[np.ndarray, int]] = []
         values: list[float] = []
@@ -867,6 +892,7 @@ class MultiFidelityBO:
             "acq_values_by_fidelity": by_fidelity,
             "info_gain_per_cost": info_gain_per_cost,
             "cost_model": {"fixed_cost": fixed_cost, "slope": slope},
+            "dominated": dominated,
             "feasibility": feas is not None,
             "fit_s": fit_s,
             "n_obs": self.num_observations,

@@ -159,6 +159,14 @@ def test_spent_fidelities_are_not_proposed() -> None:
     assert {p.fidelity for p in ctrl.propose([])} == {"fine"}
 
 
+def test_a_lower_fidelity_that_costs_more_than_the_target_is_not_trained_on() -> None:
+    # cartpole_swingup's training runs measure coarse as dearer per env step than fine.
+    ctrl = make(costs={"coarse": 5e-5, "fine": 3.3e-5})
+    batches = feed(ctrl, 3)
+    assert {p.fidelity for batch in batches for p in batch} == {"fine"}
+    assert ctrl.diagnostics["dominated"] == [0]
+
+
 def test_controller_moves_toward_the_informative_region() -> None:
     ctrl = make(seed=1, explore_share=0.0)
     batches = feed(ctrl, 9)

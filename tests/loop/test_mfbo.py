@@ -119,6 +119,37 @@ def test_stuck_at_cheap_fidelity_forces_target_share(monkeypatch) -> None:
     assert [k for _, k in props] == [0, 0, 0, 0]
 
 
+def test_a_fidelity_no_cheaper_than_the_target_is_never_proposed(monkeypatch) -> None:
+    # An acquisition that prefers the cheap fidelity, which here costs more than the target:
+    # the clamped affine cost model calls both equally cheap, the dominance rule drops it.
+    monkeypatch.setitem(
+        ACQUISITIONS, "cheap", lambda ctx, pending: _Constant(ctx, lambda s: 2.0 - s)
+    )
+    opt = _make(acquisition="cheap")
+    assert opt.dominated() == []  # nothing measured yet
+    costs = (12.0, 10.0)
+    for _ in range(3):
+        props = opt.propose(4)
+        opt.observe(
+            [x for x, _ in props],
+            [k for _, k in props],
+            [_objective(x, k) for x, k in props],
+            [costs[k] for _, k in props],
+        )
+    d = opt.diagnostics
+    assert d["fallback"] is None and d["dominated"] == [0]
+    assert d["fidelities"] == [1, 1, 1, 1] and d["cost_model"]["slope"] == 0.0
+    # Cheaper again, it is proposed again.
+    opt.observe([np.full(2, 0.5)], [0], [0.0], [1.0])
+    assert opt.dominated() == [] and [k for _, k in opt.propose(4)] == [0, 0, 0, 0]
+    # Costs known up front (a prior) keep even the initial design at the target.
+    for prior, fids in (([10.0, 10.0], [1, 1, 1, 1]), ([1.0, 10.0], [1, 0, 1, 0])):
+        fresh = MultiFidelityBO(
+            2, ["coarse", "fine"], settings=MFBOSettings(**SMALL), cost_prior=prior
+        )
+        assert [k for _, k in fresh.propose(4)] == fids
+
+
 @pytest.mark.parametrize("name", ["mfkg", "ucb"])
 def test_other_acquisitions_are_selectable(name: str) -> None:
     opt = _make(acquisition=name, n_init=2, num_fantasies=4, raw_samples=16, num_restarts=1)
