@@ -8,7 +8,8 @@ fidelity (`controller.explore_share`; with `controller.explore_final` it rises a
 is spent, so that the curriculum ends on uniform domain randomization over the space, as
 self-paced curricula end on their target distribution). What it observes per proposal is
 the absolute learning progress there (`loop.controllers.learning_progress`, normalized by
-the loop), the measured seconds per env step at that fidelity (or `controller.costs`, fixed
+the loop), the measured training seconds per env step at that fidelity (simulation plus
+the learner's share, `loop.scheduler.training_costs`; or `controller.costs`, fixed
 ones, so that a run repeats whatever the host's load; a cheaper fidelity that costs no less
 than the target is not proposed, `MultiFidelityBO.dominated`), and whether the simulation
 went unstable there (the feasibility model steers proposals away from such regions). With

@@ -82,8 +82,9 @@ class ControllerConfig:
     episode_points: int = 12
     """With `signal: local`, training-episode thetas per iteration `bo` also observes."""
     costs: dict[str, float] | None = None
-    """Seconds per env step per fidelity (every one in `fidelities`) for `bo`'s cost model
-    instead of the measured ones. The measured costs vary with the host's load and with
+    """Training seconds per env step per fidelity (every one in `fidelities`; simulation
+    plus the learner's share, as journaled in `cost/<fidelity>_train_s_per_step`) for `bo`'s
+    cost model instead of the measured ones. The measured costs vary with the host's load and with
     them the proposals, so a run repeats only with fixed costs; null: measured. Budgets in
     seconds still use the measured costs."""
     relevance: str = "signal"

@@ -66,7 +66,8 @@ class ProposalResult:
     unstable: int = 0
     """Episodes of this proposal ended by the stability guard."""
     s_per_step: float = math.nan
-    """Measured simulation cost at the proposal's fidelity (seconds per env step)."""
+    """Measured training cost at the proposal's fidelity (seconds per env step: the
+    simulation plus the learner's share, `loop.scheduler.training_costs`)."""
     episodes: int = 0
     """Training episodes that ran in the proposal's box at its fidelity."""
 

@@ -49,7 +49,7 @@ from loop.controllers import (
     to_task_distributions,
 )
 from loop.journal import Journal, jsonable
-from loop.scheduler import FidelityBudget, Scheduler
+from loop.scheduler import FidelityBudget, Scheduler, training_costs
 from loop.tracking import Tracker
 
 # Evaluation seeds are common random numbers: every evaluation of a run (and the oracle's)
@@ -404,6 +404,8 @@ class Loop:
             f: round(stats.env_steps * share) for f, share in env_share.items()
         }
         scheduler.record(by_fidelity, costs)
+        # What the controller weighs information against: the whole training step.
+        step_costs, learner_s = training_costs(costs, by_fidelity, stats.train_s)
         for f in state.env_steps:
             state.env_steps[f] = scheduler.env_steps.get(f, 0)
         state.unstable_episodes += stats.unstable_episodes
@@ -437,6 +439,8 @@ class Loop:
             "train/regions": train_regions,
             "train/s": stats.train_s,
             **{f"cost/{fid}_s_per_step": c for fid, c in costs.items()},
+            **{f"cost/{fid}_train_s_per_step": c for fid, c in step_costs.items()},
+            "cost/learner_s_per_step": learner_s,
             "eval/region_return_mean": float(region_means.mean()),
             "eval/region_return_min": float(region_means.min()),
             "eval/region_error_mean": float(np.mean([r.error for r in regions])),
@@ -460,7 +464,7 @@ class Loop:
                     learning_progress(stats.episode_log, p) / scale,
                     float(stats.train_s * s),
                     unstable=unstable,
-                    s_per_step=costs.get(p.fidelity, float("nan")),
+                    s_per_step=step_costs.get(p.fidelity, float("nan")),
                     episodes=episodes,
                 )
             )

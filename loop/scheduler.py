@@ -5,7 +5,8 @@ Each fidelity has a budget in training env steps and, optionally, in simulation 
 the batched envs measured while stepping (exponentially smoothed over iterations), never
 assumed. The scheduler tells the controller which fidelities still have budget, caps an
 iteration so that no fidelity overspends, and ends the run when the target fidelity's
-budget is spent.
+budget is spent. What a controller weighs information against is the whole training step
+(`training_costs`: the simulation plus the learner's share).
 """
 
 from __future__ import annotations
@@ -137,4 +138,38 @@ class Scheduler:
         }
 
 
-__all__ = ["FidelityBudget", "Scheduler"]
+def training_costs(
+    sim_costs: Mapping[str, float],
+    steps: Mapping[str, int],
+    train_s: float,
+) -> tuple[dict[str, float], float]:
+    """Seconds one training env step costs at each fidelity: its simulation plus the learner.
+
+    The batched envs time only the simulation; the rest of a training step (the policy's
+    forward pass, sampling bookkeeping, the PPO update) costs the same at every fidelity. A
+    controller that weighs information by cost needs the whole step: with the learner at
+    nine tenths of it, a fidelity whose physics is half as dear saves a twentieth, not half.
+
+    Args:
+        sim_costs: measured simulation seconds per env step by fidelity.
+        steps: env steps trained by fidelity in the same interval.
+        train_s: wall time of that training.
+
+    Returns:
+        ``({fidelity: training seconds per env step}, learner seconds per env step)``; the
+        learner's share is the wall time the simulation does not explain, spread evenly over
+        the steps (0 when nothing was trained).
+    """
+    total = sum(int(n) for n in steps.values())
+    if total <= 0:
+        return {}, 0.0
+    sim = sum(
+        int(n) * sim_costs[f]
+        for f, n in steps.items()
+        if f in sim_costs and math.isfinite(sim_costs[f])
+    )
+    learner = max(0.0, train_s - sim) / total
+    return {f: c + learner for f, c in sim_costs.items() if math.isfinite(c)}, learner
+
+
+__all__ = ["FidelityBudget", "Scheduler", "training_costs"]

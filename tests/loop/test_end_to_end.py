@@ -108,6 +108,12 @@ def test_run_writes_the_run_directory_contract(tmp_path: Path) -> None:
     keys = {k for r in records for k, v in r.items() if isinstance(v, int | float)}
     assert "real/transfer_ratio" in keys
     assert "cost/fine_s_per_step" in keys  # measured simulation cost, for the scheduler
+    # The training step's cost, what the controller sees: the simulation plus the learner.
+    for r in records:
+        assert r["cost/fine_train_s_per_step"] == pytest.approx(
+            r["cost/fine_s_per_step"] + r["cost/learner_s_per_step"]
+        )
+        assert r["cost/learner_s_per_step"] > 0
     missing = [k for k in sorted(keys) if k.encode() not in logged]
     assert not missing, missing
     assert list((run_dir / "wandb").glob("offline-run-*/files/media/images/regions/map_*.png"))

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from loop.scheduler import FidelityBudget, Scheduler
+from loop.scheduler import FidelityBudget, Scheduler, training_costs
 
 
 def make(**kw) -> Scheduler:
@@ -71,3 +71,20 @@ def test_state_round_trip() -> None:
 def test_target_needs_a_budget() -> None:
     with pytest.raises(ValueError, match="no budget"):
         Scheduler({"coarse": FidelityBudget()}, target="fine")
+
+
+def test_training_cost_adds_the_learners_share_to_each_fidelitys_simulation() -> None:
+    # 1000 coarse steps at 50 us and 3000 fine at 100 us of simulation: 0.35 s of 4.35 s.
+    costs, learner = training_costs(
+        {"coarse": 5e-5, "fine": 1e-4}, {"coarse": 1000, "fine": 3000}, train_s=4.35
+    )
+    assert learner == pytest.approx(1e-3)  # the 4 s the simulation does not explain
+    assert costs == pytest.approx({"coarse": 1.05e-3, "fine": 1.1e-3})
+    # Halving the physics saves under a twentieth of the step, which the cost model sees.
+    assert costs["coarse"] / costs["fine"] > 0.95
+    # Unmeasured fidelities stay out; nothing trained means no learner share.
+    costs, learner = training_costs({"coarse": math.nan, "fine": 1e-4}, {"fine": 10}, 0.01)
+    assert set(costs) == {"fine"} and learner == pytest.approx(9e-4)
+    assert training_costs({"fine": 1e-4}, {}, 1.0) == ({}, 0.0)
+    # Wall time below the simulation's (clock noise) gives a zero share, never a negative one.
+    assert training_costs({"fine": 1e-4}, {"fine": 100}, 0.005)[1] == 0.0
