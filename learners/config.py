@@ -42,6 +42,12 @@ class LearnerConfig:
     """Hidden activation: tanh, relu or silu."""
     normalize_actions: bool = False
     """Train in a [-1, 1] action space (RLlib's default) instead of the env's own units."""
+    torch_threads: int = 1
+    """Torch intra-op threads in the driver process (PPO update, the sampling forward pass,
+    evaluation); 0 keeps torch's default, one per core. The networks are too small to gain
+    from a second thread, whose OpenMP worker spins between calls: on 2 cores it took the
+    same wall time for 1.8x the CPU, and beside a process spinning on one core a training
+    step took 2.4x as long (`benchmarks/learner.py`; beside another training run, 12x)."""
     vectorize: str = "batched"
     """How an EnvRunner steps its sub-envs: `batched` (one `mujoco.batch.Batch` call per step over
     sub-envs with different physics, `generators.vector.BatchedVectorEnv`) or `sync` (RLlib's
@@ -61,6 +67,8 @@ class LearnerConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be > 0 (got {getattr(self, name)})")
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads: must be >= 0 (got {self.torch_threads})")
         if self.num_env_runners < 0:
             raise ValueError(f"num_env_runners: must be >= 0 (got {self.num_env_runners})")
         if self.minibatch_size > self.train_batch_size:

@@ -227,6 +227,8 @@ class RLlibLearner:
         cfg.validate()
         self.cfg = cfg
         self.env_spec = dict(env_spec)
+        if cfg.torch_threads > 0:  # process-wide: the driver trains, samples and evaluates
+            torch.set_num_threads(cfg.torch_threads)
         register_env(ENV_ID, make_env)
         config = ppo_config(cfg, self.env_spec, seed)
         self.algo = config.build_algo()

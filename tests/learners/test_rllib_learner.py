@@ -54,6 +54,11 @@ def remote_thetas(lrn: RLlibLearner) -> list[dict]:
     return [t for per_runner in got for t in per_runner]
 
 
+def test_the_driver_runs_torch_on_learner_torch_threads(learner: RLlibLearner) -> None:
+    # A second thread only spins on these small networks (benchmarks/learner.py).
+    assert learner.cfg.torch_threads == 1 and torch.get_num_threads() == 1
+
+
 def test_task_distribution_reaches_every_remote_env(learner: RLlibLearner) -> None:
     theta = {"pole_mass": 1.9, "actuator_gain": 0.6, "latency_steps": 2}
     n = learner.set_task_distribution(TaskDistribution.point(FAMILY.space, theta))

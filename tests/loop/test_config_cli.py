@@ -35,6 +35,7 @@ BAD = [
     (["budget.fine_env_steps=-5"], "budget.fine_env_steps"),
     (["budget.wall_s=0"], "budget.wall_s"),
     (["learner.env_steps_per_iteration=0"], "learner.env_steps_per_iteration"),
+    (["learner.torch_threads=-1"], "learner.torch_threads"),
     (["task=no_such_family"], "task"),
     (["controller.method=no_such_controller"], "controller.method"),
     (["controller.fidelity=ultra"], "controller.fidelity"),
