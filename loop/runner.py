@@ -223,6 +223,7 @@ def oracle_spec(cfg: Config) -> dict[str, Any]:
     """What identifies an oracle: the reality config and how the oracle is trained."""
     learner = asdict(cfg.learner)
     learner.pop("env_steps_per_iteration")
+    learner.pop("torch_threads")  # how fast, not what: older caches stay valid
     spec = {
         "reality": {k: v for k, v in reality_env_spec(cfg).items() if k != "kind"},
         "learner": learner,

@@ -133,3 +133,13 @@ def test_acquisition_names_validated_without_botorch_match_the_registry() -> Non
     from loop.mfbo import ACQUISITIONS
 
     assert set(ACQUISITION_NAMES) == set(ACQUISITIONS)
+
+
+def test_the_oracle_key_ignores_the_thread_count_but_not_the_training() -> None:
+    from loop.runner import oracle_spec
+
+    def spec(*overrides: str) -> dict:
+        return oracle_spec(load_config(DEFAULT, overrides)[0])
+
+    assert spec("learner.torch_threads=0") == spec()
+    assert spec("learner.lr=3e-4") != spec()
