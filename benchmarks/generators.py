@@ -43,7 +43,6 @@ Metrics (``env steps / s`` each):
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -63,6 +62,8 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _report import write_results
 
 import generators
 from generators import Family, TaskDistribution
@@ -478,12 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("ray").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     start = time.perf_counter()
-    results = run(args.quick)
-    payload = {"benchmark": "generators", "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
-    print_table(results)
-    print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
+    write_results("generators", run(args.quick), args.out, start, print_table)
     return 0
 
 

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _report import write_results
 from rich.console import Console
 from rich.table import Table
 
@@ -156,12 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(family, fidelities, int(steps), int(threads))))
         return 0
     start = time.perf_counter()
-    results = run(args.quick)
-    payload = {"benchmark": "learner", "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
-    print_table(results)
-    print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
+    write_results("learner", run(args.quick), args.out, start, print_table)
     return 0
 
 
