@@ -22,7 +22,9 @@ class EvalConfig:
     """Evaluate on the reality proxy every this many iterations (and always at the end)."""
     deploy: str = "best"
     """Policy sent to the reality proxy: `best` (highest mean region return on sim so far, a
-    validation choice that uses no real data) or `last` (the latest iterate)."""
+    validation choice that uses no real data; once a controller has identified the real
+    system, the highest mean sim return on the identified thetas) or `last` (the latest
+    iterate)."""
 
     def validate(self) -> None:
         """Raise `ValueError("<field>: reason")` on values that cannot work."""

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from evaluators.rollout import Policy, evaluate_policy
+from evaluators.rollout import EpisodeStats, Policy, evaluate_policy
 from generators import Family, ParamSpace, Region, TaskDistribution
 
 
@@ -74,3 +74,36 @@ def evaluate_regions(
             )
         )
     return results
+
+
+def evaluate_points(
+    policy: Policy,
+    family: Family,
+    space: ParamSpace,
+    points: Sequence[Sequence[float]],
+    *,
+    fidelity: str,
+    episodes: int,
+    seed: int,
+) -> EpisodeStats:
+    """Evaluate `policy` on `episodes` episodes at given unit-cube thetas: episode `i` at
+    ``points[i % len(points)]`` (snapped as training draws are), with seed `seed + i`.
+
+    The worlds a policy is meant for, e.g. the thetas consistent with the real system
+    (`evaluators.identify`), as opposed to every region of the space.
+    """
+    if episodes <= 0 or not len(points):
+        raise ValueError("evaluate_points needs episodes > 0 and at least one point")
+    envs = [
+        family.make_env(
+            theta=space.from_unit(space.snap(points[i % len(points)])),
+            fidelity=fidelity,
+            space=space,
+        )
+        for i in range(episodes)
+    ]
+    try:
+        return evaluate_policy(policy, envs, episodes, seed)
+    finally:
+        for env in envs:
+            env.close()

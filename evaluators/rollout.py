@@ -13,6 +13,18 @@ Policy = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
+class Trajectory:
+    """One recorded episode: what the agent saw and did (system identification's data)."""
+
+    observations: np.ndarray
+    """Observations from the reset to the last step, ``(T + 1) x obs_dim``."""
+    actions: np.ndarray
+    """Actions as the env applies them (clipped to the action space), ``T x act_dim``."""
+    unstable: bool = False
+    """Whether the stability guard ended the episode (its last transition is not physics)."""
+
+
+@dataclass(frozen=True)
 class EpisodeStats:
     """Returns and lengths of evaluation episodes."""
 
@@ -22,6 +34,8 @@ class EpisodeStats:
     """Episode lengths in env steps, shape `n`."""
     unstable: int
     """Episodes ended by the stability guard."""
+    trajectories: tuple[Trajectory, ...] | None = None
+    """Each episode's observations and actions, in episode order (with ``record=True``)."""
 
     @property
     def episodes(self) -> int:
@@ -44,12 +58,13 @@ class EpisodeStats:
 
 
 def evaluate_policy(
-    policy: Policy, envs: Sequence[gym.Env], episodes: int, seed: int
+    policy: Policy, envs: Sequence[gym.Env], episodes: int, seed: int, record: bool = False
 ) -> EpisodeStats:
     """Run `episodes` episodes of `policy`, stepping `envs` in lockstep with batched actions.
 
     Episode `i` is reset with seed `seed + i`, so results do not depend on how many envs
-    share the work. The envs are left open (the caller owns them).
+    share the work. The envs are left open (the caller owns them). With `record`, the
+    result also holds every episode's `Trajectory`.
     """
     if episodes <= 0:
         raise ValueError(f"episodes: must be > 0 (got {episodes})")
@@ -61,12 +76,17 @@ def evaluate_policy(
     next_episode = 0
     slots: list[int | None] = [None] * len(envs)
     obs: list[np.ndarray | None] = [None] * len(envs)
+    seen: list[list[np.ndarray]] = [[] for _ in range(episodes)]
+    done: list[list[np.ndarray]] = [[] for _ in range(episodes)]
+    ended_unstable = [False] * episodes
 
     def start(k: int) -> None:
         nonlocal next_episode
         if next_episode < episodes:
             slots[k] = next_episode
             obs[k], _ = envs[k].reset(seed=seed + next_episode)
+            if record:
+                seen[next_episode].append(np.asarray(obs[k], dtype=np.float64))
             next_episode += 1
         else:
             slots[k] = None
@@ -82,7 +102,18 @@ def evaluate_policy(
             returns[ep] += float(r)
             lengths[ep] += 1
             obs[k] = o
+            if record:
+                space = envs[k].action_space
+                done[ep].append(np.clip(np.asarray(action, np.float64), space.low, space.high))
+                seen[ep].append(np.asarray(o, dtype=np.float64))
             if terminated or truncated:
-                unstable += int(bool(info.get("unstable", False)))
+                ended_unstable[ep] = bool(info.get("unstable", False))
+                unstable += int(ended_unstable[ep])
                 start(k)
-    return EpisodeStats(returns=returns, lengths=lengths, unstable=unstable)
+    trajectories = None
+    if record:
+        trajectories = tuple(
+            Trajectory(np.stack(o), np.stack(a).reshape(len(a), -1), u)
+            for o, a, u in zip(seen, done, ended_unstable, strict=True)
+        )
+    return EpisodeStats(returns, lengths, unstable, trajectories)

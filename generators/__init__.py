@@ -19,18 +19,21 @@ from generators.families import (
     get_family,
     register_family,
 )
+from generators.models import ModelSource
 from generators.reality import REALITIES, RealityEnv, RealityProxy, get_reality
 from generators.space import Param, ParamSpace, Region
-from generators.task import ChannelEffects, Task, UniformResetNoise
+from generators.task import BatchState, ChannelEffects, Task, UniformResetNoise
 from generators.vector import BatchedVectorEnv
 
 __all__ = [
     "FAMILIES",
     "FIDELITIES",
     "REALITIES",
+    "BatchState",
     "BatchedVectorEnv",
     "ChannelEffects",
     "Family",
+    "ModelSource",
     "MujocoTaskEnv",
     "Param",
     "ParamSpace",

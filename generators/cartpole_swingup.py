@@ -213,6 +213,12 @@ class CartpoleSwingupTask(Task):
             [data.qpos[SLIDER], math.cos(angle), math.sin(angle), data.qvel[0], data.qvel[1]]
         )
 
+    def state_from_observation(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cart position and pole angle (from its cos and sin), then both velocities."""
+        obs = np.asarray(obs, dtype=np.float64)
+        angle = np.arctan2(obs[:, 2], obs[:, 1])
+        return np.stack([obs[:, 0], angle], axis=1), obs[:, 3:5].copy()
+
     def terminated(self, model: mujoco.MjModel, data: mujoco.MjData) -> bool:
         """Never: swing-up episodes only end by truncation (or the stability guard)."""
         return False

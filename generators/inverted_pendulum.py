@@ -210,6 +210,11 @@ class InvertedPendulumTask(UniformResetNoise, Task):
         """Return ``concat(qpos, qvel)``, shape ``(4,)``."""
         return np.concatenate([data.qpos, data.qvel])
 
+    def state_from_observation(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The observation is ``concat(qpos, qvel)``: split it."""
+        obs = np.asarray(obs, dtype=np.float64)
+        return obs[:, :2].copy(), obs[:, 2:4].copy()
+
     def terminated(self, model: mujoco.MjModel, data: mujoco.MjData) -> bool:
         """Return whether the pole fell past 0.2 rad or the state is not finite."""
         out = np.empty(1, dtype=bool)

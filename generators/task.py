@@ -271,6 +271,16 @@ class Task(ABC):
     # one only if the scalar method depends on the state arrays (time, qpos, qvel, act) and
     # the model alone, never on derived quantities such as ``xpos`` or ``sensordata``.
 
+    def state_from_observation(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The ``qpos`` ``(n, nq)`` and ``qvel`` ``(n, nv)`` that observations ``obs``
+        ``(n, o)`` show, or ``None`` when an observation does not determine the state.
+
+        What system identification (`evaluators.identify`) needs to replay real data in a
+        model: tasks whose observation is the whole state implement it.
+        """
+        del obs
+        return None
+
     def observation_batch(self, state: BatchState) -> np.ndarray | None:
         """Vectorized :meth:`observation`: shape ``(n, *observation_space.shape)``, or ``None``."""
         del state

@@ -31,6 +31,17 @@ drawn from the seed, so the first iteration too trains on the uniform marginal a
 its observations vary as many dimensions as the boxes can. ``focus_dims: null`` (or a value
 >= the space's dimension) keeps boxes narrow in every dimension.
 
+Identification (`controller.identify.episodes` > 0). After an iteration the loop records a
+few real-proxy episodes of the current policy (charged to `real_episodes`) and hands them to
+`observe_real`, which searches Theta for the thetas whose models predict those episodes
+(`evaluators.identify`: open-loop multi-step replay of the recorded observations and
+actions, cross-entropy search). From then on BO chooses its `q` points among the thetas
+consistent with the real data (`particles`), each trained in a small box in every
+dimension, and the exploration share is spread over all of them: the curriculum trains
+where the real system can be, not over the whole space. Parameters the data cannot pin
+down (observation noise; masses, gain and gravity along ridges of equal dynamics) stay
+spread over the particles.
+
 With `controller.relevance: returns` the ranking comes instead from a GP of the latest
 training episodes' returns on (theta, fidelity): up to 256 episodes, each iteration's mean
 return removed so that the learner's progress between iterations is not read as a
@@ -52,7 +63,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from generators import ParamSpace
+from evaluators import Identification, Trajectory, identify
+from generators import Family, ParamSpace
 from loop.controllers import Controller, Proposal, ProposalResult, local_progress
 from loop.mfbo import MFBOSettings, MultiFidelityBO
 from surrogates import fit_unit_cube_gp, main_effects
@@ -110,6 +122,9 @@ class BOController(Controller):
         self._last_cost: dict[str, float] = {}
         self._previous: list[dict[str, Any]] = []  # last iteration's episodes (signal: local)
         self._returns: list[dict[str, Any]] = []  # latest episodes (relevance: returns)
+        self._real: list[Trajectory] = []  # latest real episodes (identify)
+        self.identification: Identification | None = None
+        self._identifications = 0
 
     @property
     def target(self) -> str:
@@ -185,7 +200,46 @@ class BOController(Controller):
         p = min(max(self.progress, 0.0), 1.0)
         return cfg.explore_share + (cfg.explore_final - cfg.explore_share) * p
 
+    def observe_real(self, trajectories: Sequence[Trajectory], family: Family) -> Identification:
+        """Identify where the real system lies from the latest `identify.keep` real episodes
+        (`evaluators.identify`); from the next `propose` on, the curriculum trains around
+        the thetas consistent with them (`particles`)."""
+        cfg = self.config.identify
+        self._real = (self._real + list(trajectories))[-cfg.keep :]
+        self._identifications += 1
+        self.identification = identify(
+            family,
+            self.space,
+            self._real,
+            seed=self.bo.seed * 7919 + self._identifications,
+            horizon=cfg.horizon,
+            rounds=cfg.rounds,
+            population=cfg.population,
+            elites=cfg.elites,
+            tolerance=cfg.tolerance,
+            min_halfwidth=cfg.radius,
+            max_windows=cfg.windows,
+            fidelity=self.target,
+        )
+        return self.identification
+
+    def particles(self) -> np.ndarray | None:
+        """At most `identify.particles` thetas consistent with the real data, spaced evenly
+        over their error ranking (unit cube, ``m x d``, lowest error first), or None before
+        any identification."""
+        if self.identification is None:
+            return None
+        consistent = self.identification.consistent
+        m = self.config.identify.particles
+        if len(consistent) <= m:
+            return consistent
+        # Evenly over the error ranking: the support's spread, not only its best corner.
+        return consistent[np.linspace(0, len(consistent) - 1, m).round().astype(int)]
+
     def propose(self, history: Sequence[Mapping[str, Any]]) -> list[Proposal]:
+        particles = self.particles()
+        if particles is not None:
+            return self._propose_identified(particles)
         cfg = self.config
         points = self.bo.propose(cfg.q)
         t0 = time.perf_counter()
@@ -233,6 +287,50 @@ class BOController(Controller):
                 "relevance_source": cfg.relevance,
                 "relevance_s": relevance_s,
                 "explore_share": explore,
+            }
+        )
+        return proposals
+
+    def _propose_identified(self, particles: np.ndarray) -> list[Proposal]:
+        """Proposals once the real system is identified: BO chooses `q` of the consistent
+        thetas, each trained in a box of half-width `identify.radius` in every dimension,
+        and the exploration share is spread over all of them (the posterior's support)."""
+        cfg = self.config
+        r = cfg.identify.radius
+        points = self.bo.propose(cfg.q, candidates=particles)
+        explore = self.explore_share()
+
+        def box(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+            low, high = np.clip(x - r, 0.0, 1.0), np.clip(x + r, 0.0, 1.0)
+            return tuple(float(v) for v in low), tuple(float(v) for v in high)
+
+        proposals = [
+            Proposal(
+                *box(x),
+                self._allowed(self.fidelities[k]),
+                (1.0 - explore) / len(points),
+                point=tuple(float(v) for v in x),
+            )
+            for x, k in points
+        ]
+        if explore > 0:
+            proposals += [
+                Proposal(
+                    *box(x), self._allowed(self.target), explore / len(particles), explore=True
+                )
+                for x in particles
+            ]
+        self.diagnostics = _plain(
+            {
+                **self.bo.diagnostics,
+                "relevance": None,
+                "focus_dims": list(range(self.space.dim)),
+                "focus_params": list(self.space.names),
+                "box_dims": [list(range(self.space.dim))] * len(points),
+                "relevance_source": "identify",
+                "relevance_s": 0.0,
+                "explore_share": explore,
+                "particles": len(particles),
             }
         )
         return proposals
@@ -343,6 +441,18 @@ class BOController(Controller):
             "last_cost": dict(self._last_cost),
             "previous_episodes": [dict(e, theta_u=list(e["theta_u"])) for e in self._previous],
             "return_episodes": [dict(e) for e in self._returns],
+            "real_episodes": [
+                {
+                    "observations": torch.from_numpy(t.observations),
+                    "actions": torch.from_numpy(t.actions),
+                    "unstable": t.unstable,
+                }
+                for t in self._real
+            ],
+            "identification": (
+                None if self.identification is None else self.identification.to_dict()
+            ),
+            "identifications": self._identifications,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -351,6 +461,13 @@ class BOController(Controller):
         self._last_cost = dict(state["last_cost"])
         self._previous = [dict(e) for e in state.get("previous_episodes", [])]
         self._returns = [dict(e) for e in state.get("return_episodes", [])]
+        self._real = [
+            Trajectory(t["observations"].numpy(), t["actions"].numpy(), bool(t["unstable"]))
+            for t in state.get("real_episodes", [])
+        ]
+        ident = state.get("identification")
+        self.identification = None if ident is None else Identification.from_dict(ident)
+        self._identifications = int(state.get("identifications", 0))
 
 
 def _plain(value: Any) -> Any:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -36,6 +37,38 @@ SIGNALS = ("box", "local")
 
 RELEVANCES = ("signal", "returns")
 """Values of `controller.relevance`."""
+
+
+@dataclass
+class IdentifyConfig:
+    """`bo`'s system identification: real episodes that locate the reality proxy in Theta
+    (`evaluators.identify`), so that the curriculum trains where the real system can be."""
+
+    episodes: int = 0
+    """Real-proxy episodes recorded with the current policy after an iteration (charged to
+    `real_episodes`, at seeds of their own); 0: no identification, the whole space."""
+    every: int = 1
+    """Identify after every `every`-th iteration (not after the last)."""
+    keep: int = 8
+    """Latest recorded real episodes the search fits."""
+    horizon: int = 5
+    """Control steps each real window is predicted open loop."""
+    windows: int = 384
+    """Prediction windows drawn from the kept episodes."""
+    rounds: int = 4
+    """Cross-entropy rounds of the search."""
+    population: int = 64
+    """Thetas scored per round."""
+    elites: int = 8
+    """Best thetas each round's sampling distribution is fitted to."""
+    tolerance: float = 0.1
+    """Thetas whose prediction error is within `1 + tolerance` times the best are consistent
+    with the data (the posterior's support)."""
+    particles: int = 32
+    """Consistent thetas (lowest error first) the curriculum trains around: `bo` chooses its
+    `q` points among them, and its exploration share is spread over all of them."""
+    radius: float = 0.05
+    """Half-width (unit cube, every dimension) of the box trained around a particle."""
 
 
 @dataclass
@@ -87,6 +120,8 @@ class ControllerConfig:
     cost model instead of the measured ones. The measured costs vary with the host's load and with
     them the proposals, so a run repeats only with fixed costs; null: measured. Budgets in
     seconds still use the measured costs."""
+    identify: IdentifyConfig = field(default_factory=IdentifyConfig)
+    """System identification from real episodes (off by default: `identify.episodes: 0`)."""
     relevance: str = "signal"
     """What ranks the dimensions for `focus_dims`. `signal`: the learning-signal GP's ARD
     relevance (fitted to a few observations per iteration). `returns`: the main effects of a
@@ -267,6 +302,7 @@ def validate(cfg: Config) -> None:
         if value is not None and not value > 0:
             raise ConfigError(f"budget.{key}", f"must be > 0 or unset (got {value})")
     check_controller(cfg.controller, family.fidelities)
+    check_identify(cfg.controller.identify, cfg.task)
     check("learner", cfg.learner.validate)
     check("eval", cfg.eval.validate)
     check("oracle", cfg.oracle.validate)
@@ -371,6 +407,32 @@ def check_controller(c: ControllerConfig, family_fidelities: Sequence[str]) -> N
         for fid, cost in c.costs.items():
             if not (math.isfinite(cost) and cost > 0):
                 raise ConfigError(f"controller.costs.{fid}", f"must be > 0 (got {cost})")
+
+
+def check_identify(i: IdentifyConfig, task: str) -> None:
+    """Validate `controller.identify` (only when it is on) against the task family."""
+    if i.episodes < 0:
+        raise ConfigError("controller.identify.episodes", f"must be >= 0 (got {i.episodes})")
+    if i.episodes == 0:
+        return
+    family = get_family(task)
+    probe = family.task.state_from_observation(np.zeros((1, *family.task.observation_space.shape)))
+    if probe is None:
+        raise ConfigError(
+            "controller.identify.episodes",
+            f"family {task!r} cannot identify: its observations do not determine its state",
+        )
+    for key in ("every", "keep", "horizon", "windows", "rounds", "population", "particles"):
+        if getattr(i, key) < 1:
+            raise ConfigError(f"controller.identify.{key}", f"must be >= 1 (got {getattr(i, key)})")
+    if not 1 <= i.elites <= i.population:
+        raise ConfigError(
+            "controller.identify.elites", f"must be in [1, population] (got {i.elites})"
+        )
+    if not (math.isfinite(i.tolerance) and i.tolerance >= 0):
+        raise ConfigError("controller.identify.tolerance", f"must be >= 0 (got {i.tolerance})")
+    if not 0 <= i.radius <= 0.5:
+        raise ConfigError("controller.identify.radius", f"must be in [0, 0.5] (got {i.radius})")
 
 
 def _field_error(key: str, exc: ValueError) -> ConfigError:

@@ -138,9 +138,12 @@ class AcquisitionContext:
         target: fixed columns of the target: ``{fidelity_dim: 1.0, time_dim: now}``.
         project: maps ``batch x q x D`` onto the target (``project_to_target_fidelity``).
         cost_utility: ``InverseCostWeightedUtility`` over the fitted affine cost model.
-        candidate_set: ``N x D`` Sobol points at the target, for MES max-value samples.
+        candidate_set: ``N x D`` Sobol points at the target, for MES max-value samples
+            (the given candidates, when there are any).
         bounds: ``2 x D`` optimization bounds.
         settings: the optimizer's settings.
+        choices: ``m x d`` thetas the batch must be chosen from (``propose``'s
+            ``candidates``), or None: the whole cube.
     """
 
     model: Model
@@ -152,6 +155,7 @@ class AcquisitionContext:
     candidate_set: Tensor
     bounds: Tensor
     settings: MFBOSettings
+    choices: Tensor | None = None
 
 
 AcquisitionBuilder = Callable[[AcquisitionContext, Tensor | None], AcquisitionFunction]
@@ -613,7 +617,10 @@ class MultiFidelityBO:
 
     # ---------------------------------------------------------------- propose
     def propose(
-        self, q: int = 4, budget_remaining: float | None = None
+        self,
+        q: int = 4,
+        budget_remaining: float | None = None,
+        candidates: np.ndarray | None = None,
     ) -> list[tuple[np.ndarray, int]]:
         """The next batch: ``q`` pairs of (theta: ``d`` array in the unit cube, fidelity index).
 
@@ -621,19 +628,26 @@ class MultiFidelityBO:
             q: batch size.
             budget_remaining: remaining cost budget; the stuck-at-low-fidelity fallback only
                 forces top-fidelity proposals while it covers one (None: unlimited).
+            candidates: ``m x d`` thetas to choose from instead of the whole cube (e.g. the
+                thetas system identification found consistent with the real system); each
+                is chosen at most once while the batch has others left.
 
         Returns:
             ``q`` proposals, in the order they were chosen.
         """
         if q < 1:
             raise ValueError("q must be >= 1")
+        if candidates is not None:
+            candidates = np.asarray(candidates, dtype=float).reshape(-1, self.dim)
+            if not len(candidates):
+                raise ValueError("candidates: need at least one theta")
         seed = int(self.rng.integers(2**31 - 1))
         t0 = time.perf_counter()
         with self._torch_env(seed):
             if self.num_observations < max(self.settings.n_init, 2):
-                out = self._initial_design(q, seed)
+                out = self._initial_design(q, seed, candidates)
             else:
-                out = self._propose_bo(q, seed, budget_remaining)
+                out = self._propose_bo(q, seed, budget_remaining, candidates)
         self.diagnostics["propose_s"] = time.perf_counter() - t0
         top = self.num_fidelities - 1
         if any(k == top for _, k in out):
@@ -656,13 +670,19 @@ class MultiFidelityBO:
         finally:
             torch.set_num_threads(threads)
 
-    def _initial_design(self, q: int, seed: int) -> list[tuple[np.ndarray, int]]:
-        pts = draw_sobol_samples(
-            bounds=torch.tensor([[0.0] * self.dim, [1.0] * self.dim], dtype=DTYPE),
-            n=q,
-            q=1,
-            seed=seed,
-        ).squeeze(1)
+    def _initial_design(
+        self, q: int, seed: int, candidates: np.ndarray | None = None
+    ) -> list[tuple[np.ndarray, int]]:
+        if candidates is None:
+            pts = draw_sobol_samples(
+                bounds=torch.tensor([[0.0] * self.dim, [1.0] * self.dim], dtype=DTYPE),
+                n=q,
+                q=1,
+                seed=seed,
+            ).squeeze(1)
+        else:  # distinct candidates while they last, in a seeded order
+            order = np.random.default_rng(seed).permutation(len(candidates))
+            pts = torch.tensor(candidates[np.resize(order, q)], dtype=DTYPE)
         dominated = self.dominated()
         usable = [k for k in reversed(range(self.num_fidelities)) if k not in dominated]
         fids = [usable[i % len(usable)] for i in range(q)]  # the target first, then cheaper ones
@@ -701,7 +721,9 @@ class MultiFidelityBO:
             feas = fit_feasibility(x, unstable, seed=self.seed)
         return model, feas, time.perf_counter() - t0
 
-    def _context(self, model: Model, seed: int) -> AcquisitionContext:
+    def _context(
+        self, model: Model, seed: int, candidates: np.ndarray | None = None
+    ) -> AcquisitionContext:
         D = self._D
         target = self._target()
         project = partial(project_to_target_fidelity, target_fidelities=target, d=D)
@@ -714,9 +736,13 @@ class MultiFidelityBO:
         for col, v in target.items():
             if col != self._fid_dim:
                 bounds[:, col] = v
-        theta = draw_sobol_samples(
-            bounds=bounds[:, : self.dim], n=self.settings.candidate_size, q=1, seed=seed
-        ).squeeze(1)
+        choices = None if candidates is None else torch.tensor(candidates, dtype=DTYPE)
+        if choices is None:
+            theta = draw_sobol_samples(
+                bounds=bounds[:, : self.dim], n=self.settings.candidate_size, q=1, seed=seed
+            ).squeeze(1)
+        else:
+            theta = choices
         candidate_set = project(
             torch.cat([theta, torch.zeros(theta.shape[0], D - self.dim, dtype=DTYPE)], -1)
         )
@@ -730,6 +756,7 @@ class MultiFidelityBO:
             candidate_set=candidate_set,
             bounds=bounds,
             settings=self.settings,
+            choices=choices,
         )
 
     def _weighted(
@@ -762,6 +789,7 @@ class MultiFidelityBO:
         ctx: AcquisitionContext,
         fidelities: Sequence[int],
         seed: int,
+        taken: Sequence[int] = (),
     ) -> tuple[Tensor, float, int, list[float | None]]:
         """Choose one ``(x, fidelity)`` for a batch slot.
 
@@ -769,6 +797,8 @@ class MultiFidelityBO:
         every allowed fidelity in one batched call; the best fidelity's top
         ``num_restarts`` points are then polished by L-BFGS-B (``maxiter`` iterations, none
         when 0). One-shot acquisitions (KG) are optimized per fidelity by ``optimize_acqf``.
+        With ``ctx.choices`` every acquisition is evaluated on those thetas (the rows in
+        ``taken`` excluded while others remain) and nothing is polished.
 
         Returns:
             The ``1 x D`` point, its value, its fidelity index and the best value found at
@@ -776,10 +806,13 @@ class MultiFidelityBO:
         """
         s = self.settings
         row: list[float | None] = [None] * self.num_fidelities
-        if isinstance(acqf, OneShotAcquisitionFunction) or (
+        one_shot = isinstance(acqf, OneShotAcquisitionFunction) or (
             isinstance(acqf, FeasibilityWeightedAcquisition)
             and isinstance(acqf.acq_function, OneShotAcquisitionFunction)
-        ):
+        )
+        if ctx.choices is not None:
+            return self._choose_slot(acqf, ctx, fidelities, taken, one_shot)
+        if one_shot:
             best: tuple[Tensor, float, int] | None = None
             for k in fidelities:
                 cand, value = self._optimize_at(acqf, ctx, k, seed + k)
@@ -827,13 +860,54 @@ class MultiFidelityBO:
                 row[k_best] = value
         return cand.reshape(1, -1), value, k_best, row
 
+    def _choose_slot(
+        self,
+        acqf: AcquisitionFunction,
+        ctx: AcquisitionContext,
+        fidelities: Sequence[int],
+        taken: Sequence[int],
+        one_shot: bool,
+    ) -> tuple[Tensor, float, int, list[float | None]]:
+        """`_optimize_slot` over the discrete ``ctx.choices``: the best untaken row at the
+        best fidelity. A one-shot acquisition (KG) is scored by its current-value form, the
+        posterior mean, as its fantasies need a continuous domain."""
+        assert ctx.choices is not None
+        rows = [i for i in range(len(ctx.choices)) if i not in set(taken)]
+        rows = rows or list(range(len(ctx.choices)))
+        score = PosteriorMean(ctx.model) if one_shot else acqf
+        base = ctx.project(
+            torch.cat(
+                [ctx.choices[rows], torch.zeros(len(rows), ctx.dim - self.dim, dtype=DTYPE)], -1
+            )
+        )
+        row: list[float | None] = [None] * self.num_fidelities
+        best: tuple[int, float, int] | None = None
+        for k in fidelities:
+            X = base.clone()
+            X[:, self._fid_dim] = self.fidelity_values[k]
+            with torch.no_grad():
+                vals = torch.nan_to_num(score(X.unsqueeze(-2)), nan=-math.inf)
+            i = int(vals.argmax())
+            row[k] = float(vals[i])
+            if best is None or row[k] > best[1]:
+                best = (i, float(vals[i]), k)
+        assert best is not None
+        i, value, k = best
+        cand = base[i : i + 1].clone()
+        cand[:, self._fid_dim] = self.fidelity_values[k]
+        return cand, value, k, row
+
     def _propose_bo(
-        self, q: int, seed: int, budget_remaining: float | None
+        self,
+        q: int,
+        seed: int,
+        budget_remaining: float | None,
+        candidates: np.ndarray | None = None,
     ) -> list[tuple[np.ndarray, int]]:
         s = self.settings
         model, feas, fit_s = self._fit()
         self.model = model
-        ctx = self._context(model, seed)
+        ctx = self._context(model, seed, candidates)
         builder = ACQUISITIONS[s.acquisition]
         top = self.num_fidelities - 1
         fixed_cost, slope = self.cost_model()
@@ -854,6 +928,7 @@ class MultiFidelityBO:
         fallback_slots: list[int] = []
         fallback: str | None = None
         zero_mode = False
+        taken: list[int] = []  # rows of ctx.choices already in the batch
         for slot in range(q):
             X_pending = torch.cat(pending, dim=0) if pending else None
             slot_seed = seed + 1000 * (slot + 1)
@@ -863,7 +938,7 @@ class MultiFidelityBO:
             best: tuple[Tensor, float, int] | None = None
             if not zero_mode and not forced:
                 acqf = self._weighted(builder(ctx, X_pending), feas)
-                cand, value, k, row = self._optimize_slot(acqf, ctx, all_fids, slot_seed)
+                cand, value, k, row = self._optimize_slot(acqf, ctx, all_fids, slot_seed, taken)
                 if not math.isfinite(value) or abs(value) < s.zero_tol:
                     zero_mode = True
                     fallback = "zero_acquisition"
@@ -873,10 +948,12 @@ class MultiFidelityBO:
                 if forced and fallback is None:
                     fallback = "stuck_low_fidelity"
                 acqf = self._weighted(build_ucb(ctx, X_pending), feas)
-                cand, value, _, _ = self._optimize_slot(acqf, ctx, [top], slot_seed)
+                cand, value, _, _ = self._optimize_slot(acqf, ctx, [top], slot_seed, taken)
                 best = (cand, value, top)
                 fallback_slots.append(slot)
             cand, value, k = best
+            if ctx.choices is not None:
+                taken.append(int(((ctx.choices - cand[0, : self.dim]) ** 2).sum(-1).argmin()))
             pending.append(cand)
             chosen.append((cand[0, : self.dim].numpy().copy(), k))
             values.append(value)

@@ -31,6 +31,7 @@ from evaluators import (
     OracleCache,
     OracleRecord,
     RegionResult,
+    evaluate_points,
     evaluate_policy,
     evaluate_regions,
     normalized_transfer_ratio,
@@ -56,6 +57,8 @@ from loop.tracking import Tracker
 # sees the same episodes, so differences between iterations and methods are paired.
 REAL_EVAL_SEED = 1_000_000
 REGION_EVAL_SEED = 2_000_000
+IDENTIFY_SEED = 3_000_000  # system identification's real episodes: apart from the evaluation's
+WORLDS_EVAL_SEED = 4_000_000  # sim episodes on the identified worlds (deployment choice)
 ORACLE_TRAIN_SEED = 0  # oracles are shared by every run with the same reality config
 
 COMPLETED, BUDGET_EXHAUSTED, FAILED = "completed", "budget_exhausted", "failed"
@@ -187,15 +190,18 @@ def reality_env_spec(cfg: Config) -> dict[str, Any]:
     }
 
 
-def evaluate_real(policy: Any, cfg: Config, episodes: int) -> EpisodeStats:
-    """Return of `policy` on the reality proxy over `episodes` episodes (fixed seeds)."""
+def evaluate_real(
+    policy: Any, cfg: Config, episodes: int, seed: int = REAL_EVAL_SEED, record: bool = False
+) -> EpisodeStats:
+    """Return of `policy` on the reality proxy over `episodes` episodes (fixed seeds from
+    `seed`; with `record`, their trajectories too)."""
     proxy = get_reality(cfg.reality.env)
     envs = [
         proxy.make_env(dict(cfg.reality.params), deadzone=cfg.reality.deadzone)
         for _ in range(min(episodes, 8))
     ]
     try:
-        return evaluate_policy(policy, envs, episodes, REAL_EVAL_SEED)
+        return evaluate_policy(policy, envs, episodes, seed, record=record)
     finally:
         for env in envs:
             env.close()
@@ -429,7 +435,8 @@ class Loop:
         state.eval_env_steps += sum(r.env_steps for r in regions)
         self.last_regions = regions
         region_means = np.array([r.mean_return for r in regions])
-        self._select_deployment(k, policy, float(region_means.mean()))
+        score, worlds = self._deployment_score(policy, float(region_means.mean()))
+        self._select_deployment(k, policy, score)
         record: dict[str, Any] = {
             "iteration": k,
             "train/env_steps": stats.env_steps,
@@ -447,10 +454,16 @@ class Loop:
             "eval/region_error_mean": float(np.mean([r.error for r in regions])),
             "eval/region_unstable": sum(r.unstable for r in regions),
             "eval/deployed_iteration": state.deployed["iteration"],
+            "eval/deploy_score": score,
+            "eval/deploy_worlds": worlds,
         }
         if (k + 1) % cfg.eval.real_every == 0 or last:
             record.update(self._real_eval(k))
         record["eval/s"] = time.perf_counter() - t_eval
+        # 4b. Identify: real episodes of the current policy locate the real system in Theta.
+        ident = cfg.controller.identify
+        if ident.episodes > 0 and not last and (k + 1) % ident.every == 0:
+            record.update(self._identify(k, policy))
         # 5. Update: the controller observes the learning signal and the measured cost.
         t0 = time.perf_counter()
         weights = np.array([p.weight for p in proposals], dtype=float)
@@ -503,6 +516,36 @@ class Loop:
         )
         return record
 
+    def _identify(self, k: int, policy: Any) -> dict[str, Any]:
+        """Record `controller.identify.episodes` real episodes of `policy` (charged to
+        `real_episodes`) for a controller that identifies (`observe_real`); journal what it
+        found. Nothing for controllers without it (the baselines)."""
+        observe_real = getattr(self.controller, "observe_real", None)
+        if observe_real is None:
+            return {}
+        n = self.cfg.controller.identify.episodes
+        real = evaluate_real(policy, self.cfg, n, IDENTIFY_SEED + k * n, record=True)
+        self.state.real_episodes += real.episodes
+        found = observe_real(real.trajectories, self.family)
+        self.state.controller_s += found.seconds
+        names = self.space.names
+        best = self.space.from_unit(found.best)
+        low, high = self.space.from_unit(found.low), self.space.from_unit(found.high)
+        return {
+            "identify/real_return": real.mean,
+            "identify/episodes": real.episodes,
+            "identify/best_error": found.best_error,
+            "identify/nominal_error": found.nominal_error,
+            "identify/consistent": len(found.consistent),
+            "identify/box_width_mean": float(np.mean(found.high - found.low)),
+            "identify/windows": found.windows,
+            "identify/s": found.seconds,
+            **{f"identify/best/{n}": best[n] for n in names},
+            **{f"identify/low/{n}": low[n] for n in names},
+            **{f"identify/high/{n}": high[n] for n in names},
+            "identification": found.to_dict(),
+        }
+
     def _return_scale(self) -> float:
         """Per-family scale of the learning signal: the gap between the oracle and doing
         nothing on the reality proxy (returns differ by orders of magnitude by family)."""
@@ -510,6 +553,35 @@ class Loop:
             return 1.0
         gap = abs(self._oracle_return() - self.floor_return)
         return gap if gap > 1e-9 else 1.0
+
+    def _deployment_score(self, policy: Any, region_return: float) -> tuple[float, str]:
+        """What `eval.deploy=best` ranks iterates by, and on which worlds: the mean region
+        return, or, once the controller has identified the real system (`particles`), the
+        mean sim return on the identified thetas, the worlds the curriculum trains for. As
+        those change with each identification, the deployed policy is scored again on the
+        same episodes, so the two are compared on equal terms."""
+        particles = getattr(self.controller, "particles", None)
+        worlds = particles() if particles is not None else None
+        if worlds is None:
+            return region_return, "regions"
+        cfg = self.cfg.eval
+
+        def score(p: Any) -> float:
+            stats = evaluate_points(
+                p,
+                self.family,
+                self.space,
+                worlds,
+                fidelity=cfg.fidelity,
+                episodes=len(self.regions) * cfg.episodes_per_region,
+                seed=WORLDS_EVAL_SEED,
+            )
+            self.state.eval_env_steps += stats.env_steps
+            return stats.mean
+
+        if cfg.deploy == "best" and self.state.deployed is not None:
+            self.state.deployed["return"] = score(self.deploy_policy)
+        return score(policy), "identified"
 
     def _select_deployment(self, k: int, policy: Any, region_return: float) -> None:
         """Keep the policy to deploy (`eval.deploy`)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -325,3 +326,100 @@ def test_relevance_returns_needs_episodes_and_restores_exactly() -> None:
     assert restored.propose([]) == ctrl.propose([])
     assert restored.diagnostics["relevance"] == ctrl.diagnostics["relevance"]
     assert len(ctrl.diagnostics["focus_dims"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# identify: real episodes locate the reality proxy; the curriculum trains around it
+
+CARTPOLE = get_family("cartpole_swingup")
+REAL_THETA = {"pole_mass": 1.6, "actuator_gain": 0.8, "latency_steps": 2}
+SMALL_SEARCH = {"episodes": 1, "population": 16, "rounds": 2, "windows": 64, "particles": 6}
+
+
+def real_episodes(seed: int = 0) -> list:
+    """Episodes of a noisy pumping policy on a cart-pole with hidden changes."""
+    from evaluators import evaluate_policy
+
+    rng = np.random.default_rng(seed)
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        return np.clip(np.sign(obs[:, 4:5]) * 0.8 + rng.normal(0.0, 0.3, (len(obs), 1)), -1, 1)
+
+    env = CARTPOLE.make_env(theta=REAL_THETA)
+    return list(evaluate_policy(act, [env], 1, seed, record=True).trajectories)
+
+
+def identified(seed: int = 0, **kw) -> object:
+    from loop.config import IdentifyConfig
+
+    ctrl = make(seed, CARTPOLE.space, identify=IdentifyConfig(**SMALL_SEARCH), **kw)
+    feed(ctrl, 2)
+    ctrl.observe_real(real_episodes(), CARTPOLE)
+    return ctrl
+
+
+def test_identified_curriculum_trains_only_around_thetas_consistent_with_the_real_data() -> None:
+    ctrl = identified(q=3, explore_share=0.4)
+    particles = ctrl.particles()
+    assert particles is not None and 1 <= len(particles) <= 6
+    found = ctrl.identification
+    assert found.best_error < found.nominal_error  # the data moved the answer off nominal
+    proposals = ctrl.propose([])
+    learn = [p for p in proposals if not p.explore]
+    explore = [p for p in proposals if p.explore]
+    assert len(learn) == 3 and len(explore) == len(particles)
+    for p in learn:  # BO chose among the particles, distinct ones while they last
+        assert any(np.allclose(p.point, x) for x in particles)
+    assert len({p.point for p in learn}) == min(3, len(particles))
+    centers = [(np.asarray(p.low) + np.asarray(p.high)) / 2 for p in explore]
+    for p in proposals:  # a box of half-width `identify.radius` (clipped) in every dim
+        low, high = np.asarray(p.low), np.asarray(p.high)
+        assert np.all(high - low <= 2 * 0.05 + 1e-9) and np.all(high > low)
+    for c, x in zip(centers, particles, strict=True):
+        inner = (x > 0.05) & (x < 0.95)
+        assert np.allclose(c[inner], x[inner])
+    assert sum(p.weight for p in explore) == pytest.approx(0.4)
+    assert sum(share for _, share in to_task_distributions(proposals)) == pytest.approx(1.0)
+    assert ctrl.diagnostics["relevance_source"] == "identify"
+
+
+def test_identified_controller_restores_from_a_checkpoint_and_proposes_the_same() -> None:
+    import torch
+
+    ctrl = identified(seed=2)
+    feed(ctrl, 1)
+    buf = io.BytesIO()
+    torch.save(ctrl.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)  # as `loop.checkpoint.load_state` reads it
+    from loop.config import IdentifyConfig
+
+    restored = make(99, CARTPOLE.space, identify=IdentifyConfig(**SMALL_SEARCH))
+    restored.load_state_dict(state)
+    assert np.array_equal(restored.particles(), ctrl.particles())
+    assert restored.propose([]) == ctrl.propose([])
+    # The kept real episodes came back too: the next identification is the same.
+    more = real_episodes(seed=5)
+    a = ctrl.observe_real(more, CARTPOLE)
+    b = restored.observe_real(more, CARTPOLE)
+    assert np.array_equal(a.consistent, b.consistent)
+
+
+def test_mf_bo_chooses_distinct_rows_of_a_candidate_set() -> None:
+    from loop.mfbo import MultiFidelityBO
+
+    rng = np.random.default_rng(0)
+    bo = MultiFidelityBO(2, ["coarse", "fine"], seed=0)
+    candidates = np.array([[0.1, 0.1], [0.5, 0.5], [0.84, 0.16], [0.9, 0.9], [0.3, 0.7]])
+    for _ in range(4):
+        batch = bo.propose(3, candidates=candidates)
+        rows = [int(np.argmin(((candidates - x) ** 2).sum(-1))) for x, _ in batch]
+        assert all(np.allclose(candidates[i], x) for i, (x, _) in zip(rows, batch, strict=True))
+        assert len(set(rows)) == 3
+        xs = [x for x, _ in batch] + [rng.uniform(size=2) for _ in range(3)]
+        ks = [k for _, k in batch] + [1, 1, 1]
+        ys = [signal(tuple(x), "fine" if k else "coarse") for x, k in zip(xs, ks, strict=True)]
+        bo.observe(xs, ks, ys, [1e-4 if k == 0 else 4e-4 for k in ks])
+    assert bo.diagnostics["fallback"] != "initial_design"
+    # The GP has seen the bump at PEAK: the candidate on it is among the first choices.
+    assert 2 in rows

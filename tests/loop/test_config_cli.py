@@ -63,6 +63,15 @@ BAD = [
         ["controller.method=bo", "controller.costs.coarse=0", "controller.costs.fine=3e-5"],
         "controller.costs.coarse",
     ),
+    (["controller.identify.episodes=-1"], "controller.identify.episodes"),
+    (
+        ["controller.identify.episodes=2", "controller.identify.elites=65"],
+        "controller.identify.elites",
+    ),
+    (
+        ["controller.identify.episodes=2", "controller.identify.radius=0.6"],
+        "controller.identify.radius",
+    ),
     (["oracle.checkpoints=0"], "oracle.checkpoints"),
     (["compare.baseline=bo"], "compare.baseline"),  # not among compare.methods
     (["compare.seeds=[0,1,0]"], "compare.seeds"),
@@ -143,3 +152,13 @@ def test_the_oracle_key_ignores_the_thread_count_but_not_the_training() -> None:
 
     assert spec("learner.torch_threads=0") == spec()
     assert spec("learner.lr=3e-4") != spec()
+
+
+def test_identification_needs_a_family_whose_observations_show_the_state() -> None:
+    from loop.config import IdentifyConfig, check_identify
+
+    check_identify(IdentifyConfig(episodes=2), "cartpole_swingup")
+    check_identify(IdentifyConfig(episodes=0), "hopper")  # off: nothing to check
+    with pytest.raises(ConfigError) as exc:
+        check_identify(IdentifyConfig(episodes=2), "hopper")
+    assert exc.value.key == "controller.identify.episodes"

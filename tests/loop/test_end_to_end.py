@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -341,3 +342,59 @@ def test_resumed_bo_run_proposes_what_its_checkpointed_controller_proposes(
     assert saved["previous_episodes"] and ctrl.bo.num_observations > 3 * 4
     expected = ctrl.propose([])
     assert [Proposal.from_dict(p) for p in records[3]["proposals"]] == expected
+
+
+def test_bo_identifies_the_real_system_then_trains_and_deploys_for_it(tmp_path: Path) -> None:
+    from loop.config import load_config
+    from loop.controllers import Proposal, make_controller
+
+    run_dir = tmp_path / "run"
+    common = [
+        *TINY,
+        "oracle.reference_return=1000",
+        "controller.method=bo",
+        "controller.identify.episodes=2",
+        "controller.identify.population=16",
+        "controller.identify.rounds=2",
+        "controller.identify.windows=64",
+        "controller.identify.particles=8",
+        "controller.costs.coarse=1.35e-3",
+        "controller.costs.fine=1.37e-3",
+        "wandb.mode=disabled",
+    ]
+    first = cli("run", "configs/default.yaml", *common, f"run.dir={run_dir}", "budget.iterations=3")
+    assert first.returncode == 0, first.stderr[-3000:]
+    records = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    # Identified after every iteration but the last, from real episodes of their own.
+    assert ["identify/best_error" in r for r in records] == [True, True, False]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["real_episodes"] == 2 * 2 + 2 * 2  # two evaluations, two identifications
+    space = generators.get_family("inverted_pendulum").space.names
+    for r in records[:2]:
+        assert r["identify/episodes"] == 2 and r["identify/s"] > 0
+        assert 0 < r["identify/best_error"] < float("inf") and r["identify/nominal_error"] > 0
+        assert all(f"identify/best/{n}" in r for n in space)
+        assert 1 <= r["identify/consistent"] == len(r["identification"]["consistent"])
+    # Before any identification the curriculum covers the space and deployment ranks
+    # iterates on the regions; after it, every box surrounds a consistent theta and the
+    # deployed policy is the best on those worlds.
+    assert records[0]["eval/deploy_worlds"] == "regions"
+    for prev, r in itertools.pairwise(records):
+        assert r["eval/deploy_worlds"] == "identified"
+        consistent = np.array(prev["identification"]["consistent"])
+        for p in r["proposals"]:
+            center = (np.array(p["low"]) + np.array(p["high"])) / 2
+            width = np.array(p["high"]) - np.array(p["low"])
+            assert np.all(width <= 0.1 + 1e-9)
+            assert np.min(np.abs(consistent - center).max(axis=1)) <= 0.05 + 1e-9
+    # Resuming restores the kept real episodes and the identification with the controller.
+    res = cli("resume", str(run_dir), "budget.iterations=4")
+    assert res.returncode == 0, res.stderr[-3000:]
+    records = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [0, 1, 2, 3]
+    saved = load_state(run_dir / "checkpoints" / "iter-000002" / "state.pt")["controller"]
+    assert len(saved["real_episodes"]) == 4 and saved["identification"] is not None
+    cfg, _ = load_config(run_dir / "config.yaml")
+    ctrl = make_controller("bo", cfg.param_space(), "fine", seed=12345, config=cfg.controller)
+    ctrl.load_state_dict(saved)
+    assert [Proposal.from_dict(p) for p in records[3]["proposals"]] == ctrl.propose([])
