@@ -19,7 +19,8 @@ class Trajectory:
     observations: np.ndarray
     """Observations from the reset to the last step, ``(T + 1) x obs_dim``."""
     actions: np.ndarray
-    """Actions as the env applies them (clipped to the action space), ``T x act_dim``."""
+    """The policy's actions as the env takes them (NaN -> 0, clipped to the action space;
+    before its latency and deadzone), ``T x act_dim``."""
     unstable: bool = False
     """Whether the stability guard ended the episode (its last transition is not physics)."""
 
@@ -104,7 +105,8 @@ def evaluate_policy(
             obs[k] = o
             if record:
                 space = envs[k].action_space
-                done[ep].append(np.clip(np.asarray(action, np.float64), space.low, space.high))
+                taken = np.nan_to_num(np.asarray(action, np.float64), nan=0.0)
+                done[ep].append(np.clip(taken, space.low, space.high))
                 seen[ep].append(np.asarray(o, dtype=np.float64))
             if terminated or truncated:
                 ended_unstable[ep] = bool(info.get("unstable", False))

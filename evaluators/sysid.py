@@ -9,11 +9,12 @@ the Gaussian log-likelihood up to constants; multi-step windows let a parameter'
 grow over the window while the noise stays the same.
 
 `identify` searches the unit cube for low-error thetas with the cross-entropy method (CEM)
-and returns a box: the elites' mean plus or minus ``width`` standard deviations per
-parameter. A parameter the data do not constrain (observation noise, a damping far below
-the dynamics' scale) keeps a wide spread among the elites and so a wide box; one the data
-pin down (latency, gain, masses) gets a narrow one. Pure functions: the caller owns the
-trajectories and the seed.
+and returns the thetas consistent with the data (error within a tolerance of the best) and
+the box they span. A parameter the data do not constrain (observation noise, a damping far
+below the dynamics' scale) keeps a wide spread among them and so a wide box; one the data
+pin down (latency) gets a narrow one. Parameters that trade off along a ridge of equal
+dynamics (masses, gain, gravity) keep wide boxes while the consistent thetas lie on the
+ridge. Pure functions: the caller owns the trajectories and the seed.
 """
 
 from __future__ import annotations
@@ -132,8 +133,8 @@ def prediction_errors(
     source = source or ModelSource(family, slots=1)
     out = np.empty(len(units))
     for i, u in enumerate(np.asarray(units, dtype=float)):
-        theta = space.from_unit(space.snap(u))
-        model, _ = source.private(0, family.space.complete(theta), fidelity)
+        theta = family.space.complete(space.from_unit(space.snap(u)))
+        model, _ = source.private(0, theta, fidelity)
         effects = ChannelEffects.from_theta(theta)
         out[i] = _error(task, model, effects, qpos, qvel, windows, threads)
     return out
@@ -171,15 +172,22 @@ def _error(
     states, _ = rollout.rollout(model, data, initial, control)
     ends = states[:, substeps - 1 :: substeps]  # w x h x nstate, after each control step
     flat = ends.reshape(w * h, -1)
-    batch = BatchState(
-        models=[model] * (w * h),
-        time=flat[:, 0],
-        qpos=flat[:, 1 : 1 + nq],
-        qvel=flat[:, 1 + nq : 1 + nq + nv],
-        act=np.zeros((w * h, model.na)),
-    )
-    predicted = task.observation_batch(batch).reshape(w, h, -1)
-    err = float(np.mean(np.sum((predicted - windows.targets) ** 2, axis=-1)))
+    # MuJoCo resets a simulation that blew up (time back to 0) and goes on: not a match.
+    elapsed = np.tile(np.arange(1, h + 1) * substeps * model.opt.timestep, w)
+    if not np.allclose(flat[:, 0], elapsed, rtol=1e-9, atol=1e-12):
+        return _BAD
+    qpos_end, qvel_end = flat[:, 1 : 1 + nq], flat[:, 1 + nq : 1 + nq + nv]
+    batch = BatchState([model] * (w * h), flat[:, 0], qpos_end, qvel_end, np.zeros((w * h, 0)))
+    predicted = task.observation_batch(batch)
+    if predicted is None:  # a task without a batched observation: one row at a time
+        scratch = data[0]
+        rows = []
+        for qp, qv in zip(qpos_end, qvel_end, strict=True):
+            scratch.qpos[:], scratch.qvel[:] = qp, qv
+            mujoco.mj_forward(model, scratch)
+            rows.append(task.observation(model, scratch))
+        predicted = np.asarray(rows)
+    err = float(np.mean(np.sum((predicted.reshape(w, h, -1) - windows.targets) ** 2, axis=-1)))
     return err if np.isfinite(err) else _BAD
 
 

@@ -46,7 +46,8 @@ class IdentifyConfig:
 
     episodes: int = 0
     """Real-proxy episodes recorded with the current policy after an iteration (charged to
-    `real_episodes`, at seeds of their own); 0: no identification, the whole space."""
+    `real_episodes`, at seeds of their own); 0: no identification, the whole space. The
+    baselines ignore it, so one `compare` can run `bo` with it beside them."""
     every: int = 1
     """Identify after every `every`-th iteration (not after the last)."""
     keep: int = 8
@@ -65,8 +66,9 @@ class IdentifyConfig:
     """Thetas whose prediction error is within `1 + tolerance` times the best are consistent
     with the data (the posterior's support)."""
     particles: int = 32
-    """Consistent thetas (lowest error first) the curriculum trains around: `bo` chooses its
-    `q` points among them, and its exploration share is spread over all of them."""
+    """Consistent thetas the curriculum trains around, spaced evenly over their error
+    ranking: `bo` chooses its `q` points among them, and its exploration share is spread
+    over all of them."""
     radius: float = 0.05
     """Half-width (unit cube, every dimension) of the box trained around a particle."""
 

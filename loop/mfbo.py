@@ -869,12 +869,15 @@ class MultiFidelityBO:
         one_shot: bool,
     ) -> tuple[Tensor, float, int, list[float | None]]:
         """`_optimize_slot` over the discrete ``ctx.choices``: the best untaken row at the
-        best fidelity. A one-shot acquisition (KG) is scored by its current-value form, the
-        posterior mean, as its fantasies need a continuous domain."""
+        best fidelity. A one-shot acquisition (KG), whose fantasies need a continuous domain,
+        is replaced by its current-value form: the posterior mean at the target fidelity."""
         assert ctx.choices is not None
         rows = [i for i in range(len(ctx.choices)) if i not in set(taken)]
         rows = rows or list(range(len(ctx.choices)))
-        score = PosteriorMean(ctx.model) if one_shot else acqf
+        score = acqf
+        if one_shot:
+            score = PosteriorMean(ctx.model)
+            fidelities = [self.num_fidelities - 1]
         base = ctx.project(
             torch.cat(
                 [ctx.choices[rows], torch.zeros(len(rows), ctx.dim - self.dim, dtype=DTYPE)], -1

@@ -83,7 +83,8 @@ class LoopState:
     region_unstable: list[int] = field(default_factory=list)
     """Training episodes ended by the stability guard per region, over the whole run."""
     deployed: dict[str, float] | None = None
-    """The deployment policy's iteration and its mean region return (see `eval.deploy`)."""
+    """The deployment policy's iteration and its score (`eval/deploy_score`: the mean region
+    return, or the mean return on the identified worlds; see `eval.deploy`)."""
     real: dict[str, float | None] | None = None
     """Latest real-proxy evaluation: iteration, real_return, stderr, transfer_ratio."""
 
@@ -526,7 +527,11 @@ class Loop:
         n = self.cfg.controller.identify.episodes
         real = evaluate_real(policy, self.cfg, n, IDENTIFY_SEED + k * n, record=True)
         self.state.real_episodes += real.episodes
-        found = observe_real(real.trajectories, self.family)
+        try:
+            found = observe_real(real.trajectories, self.family)
+        except ValueError as exc:  # e.g. no episode long enough yet: keep the last answer
+            self.console.print(f"[yellow]identification skipped[/]: {exc}")
+            return {"identify/real_return": real.mean, "identify/episodes": real.episodes}
         self.state.controller_s += found.seconds
         names = self.space.names
         best = self.space.from_unit(found.best)
@@ -562,7 +567,7 @@ class Loop:
         same episodes, so the two are compared on equal terms."""
         particles = getattr(self.controller, "particles", None)
         worlds = particles() if particles is not None else None
-        if worlds is None:
+        if worlds is None or self.cfg.eval.deploy == "last":
             return region_return, "regions"
         cfg = self.cfg.eval
 

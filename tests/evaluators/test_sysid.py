@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluators import evaluate_policy, identify, make_windows, prediction_errors
+from evaluators import Windows, evaluate_policy, identify, make_windows, prediction_errors
 from generators import get_family, get_reality
 
 CARTPOLE = get_family("cartpole_swingup")
@@ -111,3 +111,23 @@ def test_data_that_excite_nothing_identify_nothing() -> None:
 def test_a_family_without_state_observations_cannot_identify() -> None:
     hopper = get_family("hopper")
     assert hopper.task.state_from_observation(np.zeros((1, 11))) is None
+
+
+def test_a_prediction_that_blows_up_never_counts_as_a_match() -> None:
+    """MuJoCo resets a simulation that blew up and carries on from its reference state; a
+    model must not look consistent with real data that way."""
+    real = record(PENDULUM.make_env(theta={}), balance)
+    windows = make_windows(real, 3, 0, 16, np.random.default_rng(0))
+    nominal = PENDULUM.space.to_unit(PENDULUM.space.nominal())[None]
+    sane = prediction_errors(PENDULUM, PENDULUM.space, nominal, windows)
+    assert sane[0] < 1e-6  # the model that made the data
+    wild = Windows(windows.start_obs * 0 + 1e30, windows.targets, windows.actions, 0)
+    blown = prediction_errors(PENDULUM, PENDULUM.space, nominal, wild)
+    assert blown[0] == 1e12
+
+
+def test_episodes_shorter_than_the_horizon_cannot_be_identified_from() -> None:
+    real = record(PENDULUM.make_env(theta={}), lambda obs: np.full((len(obs), 1), 3.0))
+    assert len(real[0].actions) < 200  # the pole falls
+    with pytest.raises(ValueError, match="stable transitions"):
+        make_windows(real, 200, 0, 16, np.random.default_rng(0))
