@@ -271,8 +271,8 @@ def identify(
 
     The first round is a scrambled Sobol design over the whole cube; each later round
     draws ``population`` thetas from a normal per parameter fitted to the ``elites`` best
-    scored so far (clipped to the cube). Every scored theta counts below. The box spans every scored theta whose error is within
-    ``1 + tolerance`` times the best one (the thetas the data cannot tell from the best:
+    scored so far (clipped to the cube). The box spans every scored theta whose error is
+    within ``1 + tolerance`` times the best one (the thetas the data cannot tell from the best:
     correlated parameters such as pole mass, length and gravity spread along a ridge), and
     at least ``min_halfwidth`` on each side of the best point, clipped to ``[0, 1]``.
 
