@@ -44,12 +44,14 @@ class IdentifyConfig:
     """`bo`'s system identification: real episodes that locate the reality proxy in Theta
     (`evaluators.identify`), so that the curriculum trains where the real system can be."""
 
-    episodes: int = 0
+    episodes: int = 4
     """Real-proxy episodes recorded with the current policy after an iteration (charged to
-    `real_episodes`, at seeds of their own); 0: no identification, the whole space. The
-    baselines ignore it, so one `compare` can run `bo` with it beside them."""
+    `real_episodes`, at seeds of their own); 0: no identification, the whole space (needed
+    for `bo` on families that do not recover their state from an observation). The baselines
+    ignore it, so one `compare` can run `bo` with it beside them."""
     every: int = 1
-    """Identify after every `every`-th iteration (not after the last)."""
+    """Record real episodes after every `every`-th iteration and the last, and identify from
+    them (not after the last, where they only check the iterate for deployment)."""
     keep: int = 8
     """Latest recorded real episodes the search fits."""
     horizon: int = 5
@@ -77,7 +79,7 @@ class IdentifyConfig:
 class ControllerConfig:
     """Which curriculum controller proposes the task distribution."""
 
-    method: str = "udr"
+    method: str = "bo"
     """Controller name: `nominal`, `udr`, `bo` (see `loop.CONTROLLERS`)."""
     fidelity: str = "fine"
     """Fidelity the baselines train at."""
@@ -123,7 +125,7 @@ class ControllerConfig:
     them the proposals, so a run repeats only with fixed costs; null: measured. Budgets in
     seconds still use the measured costs."""
     identify: IdentifyConfig = field(default_factory=IdentifyConfig)
-    """System identification from real episodes (off by default: `identify.episodes: 0`)."""
+    """`bo`'s system identification from real episodes (off with `identify.episodes: 0`)."""
     relevance: str = "signal"
     """What ranks the dimensions for `focus_dims`. `signal`: the learning-signal GP's ARD
     relevance (fitted to a few observations per iteration). `returns`: the main effects of a
@@ -185,8 +187,9 @@ class RayConfig:
 class CompareConfig:
     """What `autocurriculum compare` runs: every method with every seed."""
 
-    methods: list[str] = field(default_factory=lambda: ["nominal", "udr"])
-    """Controller methods to compare (each replaces `controller.method`)."""
+    methods: list[str] = field(default_factory=lambda: ["udr", "bo"])
+    """Controller methods to compare (each replaces `controller.method`): by default the
+    curriculum against uniform domain randomization."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """Seeds per method (each replaces `seed`)."""
     baseline: str | None = None
@@ -304,7 +307,7 @@ def validate(cfg: Config) -> None:
         if value is not None and not value > 0:
             raise ConfigError(f"budget.{key}", f"must be > 0 or unset (got {value})")
     check_controller(cfg.controller, family.fidelities)
-    check_identify(cfg.controller.identify, cfg.task)
+    check_identify(cfg.controller.identify, cfg.task, cfg.controller.method)
     check("learner", cfg.learner.validate)
     check("eval", cfg.eval.validate)
     check("oracle", cfg.oracle.validate)
@@ -411,18 +414,20 @@ def check_controller(c: ControllerConfig, family_fidelities: Sequence[str]) -> N
                 raise ConfigError(f"controller.costs.{fid}", f"must be > 0 (got {cost})")
 
 
-def check_identify(i: IdentifyConfig, task: str) -> None:
-    """Validate `controller.identify` (only when it is on) against the task family."""
+def check_identify(i: IdentifyConfig, task: str, method: str = "bo") -> None:
+    """Validate `controller.identify` when it is on; the family must support it only for `bo`,
+    the controller that identifies (the baselines ignore it)."""
     if i.episodes < 0:
         raise ConfigError("controller.identify.episodes", f"must be >= 0 (got {i.episodes})")
     if i.episodes == 0:
         return
     family = get_family(task)
     probe = family.task.state_from_observation(np.zeros((1, *family.task.observation_space.shape)))
-    if probe is None:
+    if probe is None and method == "bo":
         raise ConfigError(
             "controller.identify.episodes",
-            f"family {task!r} cannot identify: its observations do not determine its state",
+            f"family {task!r} cannot identify: it does not recover its state from an "
+            "observation (set it to 0 to run `bo` without identification)",
         )
     for key in ("every", "keep", "horizon", "windows", "rounds", "population", "particles"):
         if getattr(i, key) < 1:

@@ -31,6 +31,7 @@ from evaluators import (
     OracleCache,
     OracleRecord,
     RegionResult,
+    Trajectory,
     evaluate_points,
     evaluate_policy,
     evaluate_regions,
@@ -436,8 +437,15 @@ class Loop:
         state.eval_env_steps += sum(r.env_steps for r in regions)
         self.last_regions = regions
         region_means = np.array([r.mean_return for r in regions])
-        score, worlds = self._deployment_score(policy, float(region_means.mean()))
-        self._select_deployment(k, policy, score)
+        # 4a. Real episodes of this iterate for identification (and its deployment check).
+        ident = cfg.controller.identify
+        real = None
+        if ident.episodes > 0 and ((k + 1) % ident.every == 0 or last):
+            real = self._record_real(k, policy)
+        score, worlds = self._deployment_score(
+            policy, float(region_means.mean()), real.mean if real is not None else None
+        )
+        self._select_deployment(k, policy, score, real.mean if real is not None else None)
         record: dict[str, Any] = {
             "iteration": k,
             "train/env_steps": stats.env_steps,
@@ -461,10 +469,11 @@ class Loop:
         if (k + 1) % cfg.eval.real_every == 0 or last:
             record.update(self._real_eval(k))
         record["eval/s"] = time.perf_counter() - t_eval
-        # 4b. Identify: real episodes of the current policy locate the real system in Theta.
-        ident = cfg.controller.identify
-        if ident.episodes > 0 and not last and (k + 1) % ident.every == 0:
-            record.update(self._identify(k, policy))
+        # 4b. Identify: the real episodes locate the real system in Theta for what comes next.
+        if real is not None:
+            record.update({"identify/real_return": real.mean, "identify/episodes": real.episodes})
+            if not last:
+                record.update(self._identify(real.trajectories))
         # 5. Update: the controller observes the learning signal and the measured cost.
         t0 = time.perf_counter()
         weights = np.array([p.weight for p in proposals], dtype=float)
@@ -517,28 +526,29 @@ class Loop:
         )
         return record
 
-    def _identify(self, k: int, policy: Any) -> dict[str, Any]:
-        """Record `controller.identify.episodes` real episodes of `policy` (charged to
-        `real_episodes`) for a controller that identifies (`observe_real`); journal what it
-        found. Nothing for controllers without it (the baselines)."""
-        observe_real = getattr(self.controller, "observe_real", None)
-        if observe_real is None:
-            return {}
+    def _record_real(self, k: int, policy: Any) -> EpisodeStats | None:
+        """`controller.identify.episodes` real episodes of `policy` (charged to
+        `real_episodes`, seeds of their own) for a controller that identifies
+        (`observe_real`); None for the others (the baselines)."""
+        if getattr(self.controller, "observe_real", None) is None:
+            return None
         n = self.cfg.controller.identify.episodes
         real = evaluate_real(policy, self.cfg, n, IDENTIFY_SEED + k * n, record=True)
         self.state.real_episodes += real.episodes
+        return real
+
+    def _identify(self, trajectories: list[Trajectory]) -> dict[str, Any]:
+        """Identify the real system from the recorded episodes; journal what was found."""
         try:
-            found = observe_real(real.trajectories, self.family)
+            found = self.controller.observe_real(trajectories, self.family)
         except ValueError as exc:  # e.g. no episode long enough yet: keep the last answer
             self.console.print(f"[yellow]identification skipped[/]: {exc}")
-            return {"identify/real_return": real.mean, "identify/episodes": real.episodes}
+            return {}
         self.state.controller_s += found.seconds
         names = self.space.names
         best = self.space.from_unit(found.best)
         low, high = self.space.from_unit(found.low), self.space.from_unit(found.high)
         return {
-            "identify/real_return": real.mean,
-            "identify/episodes": real.episodes,
             "identify/best_error": found.best_error,
             "identify/nominal_error": found.nominal_error,
             "identify/consistent": len(found.consistent),
@@ -559,19 +569,24 @@ class Loop:
         gap = abs(self._oracle_return() - self.floor_return)
         return gap if gap > 1e-9 else 1.0
 
-    def _deployment_score(self, policy: Any, region_return: float) -> tuple[float, str]:
+    def _deployment_score(
+        self, policy: Any, region_return: float, real_return: float | None
+    ) -> tuple[float, str]:
         """What `eval.deploy=best` ranks iterates by, and on which worlds: the mean region
         return, or, once the controller has identified the real system (`particles`), the
-        mean sim return on the identified thetas, the worlds the curriculum trains for. As
-        those change with each identification, the deployed policy is scored again on the
-        same episodes, so the two are compared on equal terms."""
+        mean sim return on the identified thetas, the worlds the curriculum trains for,
+        capped by the iterate's own identification episodes' real return (`real_return`)
+        where it has some: the identified worlds miss what the search cannot see, so an
+        iterate that balances them but not the real system is not deployed over one shown
+        to do both. As the worlds change with each identification, the deployed policy is
+        scored again on the same episodes, so the two are compared on equal terms."""
         particles = getattr(self.controller, "particles", None)
         worlds = particles() if particles is not None else None
         if worlds is None or self.cfg.eval.deploy == "last":
             return region_return, "regions"
         cfg = self.cfg.eval
 
-        def score(p: Any) -> float:
+        def score(p: Any, real: float | None) -> float:
             stats = evaluate_points(
                 p,
                 self.family,
@@ -582,16 +597,21 @@ class Loop:
                 seed=WORLDS_EVAL_SEED,
             )
             self.state.eval_env_steps += stats.env_steps
-            return stats.mean
+            return stats.mean if real is None else min(stats.mean, real)
 
-        if cfg.deploy == "best" and self.state.deployed is not None:
-            self.state.deployed["return"] = score(self.deploy_policy)
-        return score(policy), "identified"
+        deployed = self.state.deployed
+        if cfg.deploy == "best" and deployed is not None:
+            deployed["return"] = score(self.deploy_policy, deployed.get("real_return"))
+        return score(policy, real_return), "identified"
 
-    def _select_deployment(self, k: int, policy: Any, region_return: float) -> None:
-        """Keep the policy to deploy (`eval.deploy`)."""
-        if replaces_deployed(self.cfg.eval.deploy, self.state.deployed, region_return):
-            self.state.deployed = {"iteration": k, "return": region_return}
+    def _select_deployment(
+        self, k: int, policy: Any, score: float, real_return: float | None = None
+    ) -> None:
+        """Keep the policy to deploy (`eval.deploy`), with its real return if it has one."""
+        if replaces_deployed(self.cfg.eval.deploy, self.state.deployed, score):
+            self.state.deployed = {"iteration": k, "return": score}
+            if real_return is not None:
+                self.state.deployed["real_return"] = real_return
             self.deploy_policy = policy
 
     def _real_eval(self, k: int) -> dict[str, float]:

@@ -159,6 +159,17 @@ def test_identification_needs_a_family_whose_observations_show_the_state() -> No
 
     check_identify(IdentifyConfig(episodes=2), "cartpole_swingup")
     check_identify(IdentifyConfig(episodes=0), "hopper")  # off: nothing to check
+    check_identify(IdentifyConfig(episodes=2), "hopper", "udr")  # the baselines ignore it
     with pytest.raises(ConfigError) as exc:
         check_identify(IdentifyConfig(episodes=2), "hopper")
     assert exc.value.key == "controller.identify.episodes"
+    assert "set it to 0" in str(exc.value)
+
+
+def test_the_default_controller_is_bo_with_identification() -> None:
+    """`bo` became the default once it beat `udr` on both benchmark families (BENCHMARKS.md);
+    the schema and the main job's config agree, and `compare` tests it against `udr`."""
+    for cfg in (load_config(None)[0], load_config(DEFAULT)[0]):
+        assert cfg.controller.method == "bo"
+        assert cfg.controller.identify.episodes > 0
+        assert cfg.compare.methods == ["udr", "bo"] and cfg.compare.baseline_method() == "udr"

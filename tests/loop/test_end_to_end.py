@@ -25,6 +25,10 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
+    # The run contract, resume and compare on the fastest controller; the `bo` tests below
+    # switch it on (and identification only where it is their subject).
+    "controller.method=udr",
+    "controller.identify.episodes=0",
     "learner.env_steps_per_iteration=1000",
     "learner.train_batch_size=500",
     "learner.minibatch_size=250",
@@ -365,10 +369,12 @@ def test_bo_identifies_the_real_system_then_trains_and_deploys_for_it(tmp_path: 
     first = cli("run", "configs/default.yaml", *common, f"run.dir={run_dir}", "budget.iterations=3")
     assert first.returncode == 0, first.stderr[-3000:]
     records = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
-    # Identified after every iteration but the last, from real episodes of their own.
+    # Every iterate is checked on real episodes of its own; they identify the real system
+    # after every iteration but the last.
+    assert [r["identify/episodes"] for r in records] == [2, 2, 2]
     assert ["identify/best_error" in r for r in records] == [True, True, False]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["real_episodes"] == 2 * 2 + 2 * 2  # two evaluations, two identifications
+    assert summary["real_episodes"] == 2 * 2 + 3 * 2  # two evaluations, three checks
     space = generators.get_family("inverted_pendulum").space.names
     for r in records[:2]:
         assert r["identify/episodes"] == 2 and r["identify/s"] > 0
@@ -381,6 +387,9 @@ def test_bo_identifies_the_real_system_then_trains_and_deploys_for_it(tmp_path: 
     assert records[0]["eval/deploy_worlds"] == "regions"
     for prev, r in itertools.pairwise(records):
         assert r["eval/deploy_worlds"] == "identified"
+        # No higher than what the deployed iterate scored on its own real episodes.
+        own = records[r["eval/deployed_iteration"]]["identify/real_return"]
+        assert r["eval/deploy_score"] <= own + 1e-9
         consistent = np.array(prev["identification"]["consistent"])
         for p in r["proposals"]:
             center = (np.array(p["low"]) + np.array(p["high"])) / 2
