@@ -73,7 +73,7 @@ BAD = [
         "controller.identify.radius",
     ),
     (["oracle.checkpoints=0"], "oracle.checkpoints"),
-    (["compare.baseline=bo"], "compare.baseline"),  # not among compare.methods
+    (["compare.baseline=nominal"], "compare.baseline"),  # not among compare.methods
     (["compare.seeds=[0,1,0]"], "compare.seeds"),
 ]
 
