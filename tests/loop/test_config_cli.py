@@ -167,8 +167,9 @@ def test_identification_needs_a_family_whose_observations_show_the_state() -> No
 
 
 def test_the_default_controller_is_bo_with_identification() -> None:
-    """`bo` became the default once it beat `udr` on both benchmark families (BENCHMARKS.md);
-    the schema and the main job's config agree, and `compare` tests it against `udr`."""
+    """`bo` became the default once its mean real return beat `udr`'s on both benchmark
+    families (BENCHMARKS.md); the schema and the main job's config agree, and `compare`
+    tests it against `udr`."""
     for cfg in (load_config(None)[0], load_config(DEFAULT)[0]):
         assert cfg.controller.method == "bo"
         assert cfg.controller.identify.episodes > 0
